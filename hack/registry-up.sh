@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Serves a throwaway OCI registry (Debian's docker-registry, distribution 2.8) on
+# 127.0.0.1 at a port chosen at run time.
+#
+#   hack/registry-up.sh [NAME] [--htpasswd FILE]
+#
+# Installs the package when missing and makes sure the package's own service (which
+# listens on every interface) is not running. Writes STATE/registries/NAME/env
+# (FLUXOP_REGISTRY=127.0.0.1:PORT) and prints the address. Stop: hack/registry-down.sh NAME.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+NAME="${1:-default}"
+HTPASSWD=""
+if [ "${2:-}" = --htpasswd ]; then HTPASSWD="${3:?--htpasswd needs a file}"; fi
+STATE="$STATE_ROOT/registries/$NAME"
+REGISTRY_BIN="${FLUXOP_REGISTRY_BIN:-/usr/bin/docker-registry}"
+
+if [ ! -x "$REGISTRY_BIN" ]; then
+  log "installing Debian's docker-registry"
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  # policy-rc.d 101 keeps the package from starting its service during the install.
+  printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee /usr/sbin/policy-rc.d >/dev/null
+  sudo_if_needed chmod +x /usr/sbin/policy-rc.d
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >&2 \
+    || { sudo_if_needed rm -f /usr/sbin/policy-rc.d; die "apt-get install docker-registry failed"; }
+  sudo_if_needed rm -f /usr/sbin/policy-rc.d
+fi
+# The packaged service serves on 0.0.0.0:5000 with the package's config: never let it run.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+pkill -f "docker-registry serve /etc/docker/registry/config.yml" 2>/dev/null || true
+
+if [ -f "$STATE/env" ] && daemon_alive "$STATE" registry; then
+  log "registry $NAME is already running"
+  sed -n 's/^FLUXOP_REGISTRY=//p' "$STATE/env"
+  exit 0
+fi
+stop_daemons "$STATE"
+rm -rf "$STATE"
+mkdir -p "$STATE/data"
+read -r PORT DEBUG_PORT <<<"$(free_ports 2)"
+{
+  echo "version: 0.1"
+  echo "log: {level: warn, accesslog: {disabled: true}}"
+  echo "storage:"
+  echo "  filesystem: {rootdirectory: $STATE/data}"
+  echo "  delete: {enabled: true}"
+  echo "http:"
+  echo "  addr: 127.0.0.1:$PORT"
+  echo "  secret: $(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "  debug: {addr: 127.0.0.1:$DEBUG_PORT}"
+  if [ -n "$HTPASSWD" ]; then
+    echo "auth:"
+    echo "  htpasswd: {realm: fluxop-testbed, path: $HTPASSWD}"
+  fi
+} > "$STATE/config.yml"
+start_daemon "$STATE" registry "$REGISTRY_BIN" serve "$STATE/config.yml"
+# /v2/ answers 200, or 401 with auth on: either way the registry is serving.
+registry_answers() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v2/" | grep -qE '^(200|401)$'; }
+wait_for 30 "registry on :$PORT" registry_answers || { tail -n 20 "$STATE/logs/registry.log" >&2; exit 1; }
+echo "FLUXOP_REGISTRY=127.0.0.1:$PORT" > "$STATE/env"
+log "registry $NAME serving on 127.0.0.1:$PORT (data in $STATE/data)"
+echo "127.0.0.1:$PORT"

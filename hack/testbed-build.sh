@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the binaries of the local test cluster from the Go module proxy and caches them
+# outside the repo, keyed by version, so only the first run pays for the build:
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes)
+#   etcd (go.etcd.io/etcd/server/v3, the version Kubernetes itself requires)
+#   kwok (sigs.k8s.io/kwok), plus the kwok Stage manifests from the same module
+#   cosign (only with `hack/testbed-build.sh cosign`: interop checks of signatures)
+# Prints the bin directory on its last line of stdout.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+COSIGN_VERSION="${COSIGN_VERSION:-v2.6.4}"
+CACHE="${FLUXOP_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fluxop-testbed}"
+BIN="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
+STAGES="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/stages"
+
+log() { echo "testbed-build: $*" >&2; }
+
+command -v go >/dev/null || { log "Go is required (https://go.dev/doc/install); none on PATH"; exit 1; }
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+# Staging modules that k8s.io/kubernetes replaces with ./staging paths; a module that
+# requires k8s.io/kubernetes must replace each with its published v0.x.y twin.
+kubernetes_gomod() {
+  curl -fsSL --retry 3 "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
+}
+staging_modules() {
+  kubernetes_gomod | sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p'
+}
+
+build_kubernetes() {
+  local work="$CACHE/src/k8s-$K8S_VERSION" staging_ver="v0.${K8S_VERSION#v1.}"
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  mkdir -p "$work" "$BIN"
+  local mods; mods=$(staging_modules)
+  [ -n "$mods" ] || { log "could not read the staging module list of k8s.io/kubernetes $K8S_VERSION"; exit 1; }
+  {
+    echo "module fluxop.local/testbed"
+    echo
+    echo "go 1.24.0"
+    echo
+    echo "replace ("
+    for m in $mods; do echo "	$m => $m $staging_ver"; done
+    echo ")"
+  } > "$work/go.mod"
+  cd "$work"
+  log "resolving k8s.io/kubernetes $K8S_VERSION (staging $staging_ver)"
+  # `go get` of the packages (not the module) pulls exactly the dependencies they need.
+  # etcd at exactly the version this Kubernetes release was tested with.
+  local etcd_ver; etcd_ver=$(kubernetes_gomod | sed -n 's#^\s*go.etcd.io/etcd/server/v3 \(v[0-9.]*\).*#\1#p')
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" "go.etcd.io/etcd/server/v3@${etcd_ver:?}" >&2
+  local vpkg ldflags=""
+  for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
+    ldflags+=" -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd (slow on a cold cache)"
+  go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w$ldflags" -o "$BIN/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl >&2
+  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 >&2
+}
+
+build_kwok() {
+  mkdir -p "$BIN" "$STAGES"
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+  # The Stages kwokctl uses by default: nodes initialize and renew a Lease (so the node
+  # lifecycle controller keeps them Ready); pods become Ready at once and go on delete.
+  local src; src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+  cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+    "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-complete.yaml" "$src/pod/fast/pod-delete.yaml" "$STAGES/"
+  chmod -R u+w "$STAGES"
+}
+
+build_cosign() {
+  local cbin="$CACHE/cosign-$COSIGN_VERSION/bin"
+  if [ ! -x "$cbin/cosign" ]; then
+    mkdir -p "$cbin"
+    log "building cosign $COSIGN_VERSION"
+    GOBIN="$cbin" go install -trimpath -ldflags "-s -w" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" >&2
+  fi
+  echo "$cbin"
+}
+
+if [ "${1:-}" = cosign ]; then build_cosign; exit 0; fi
+
+if [ -f "$BIN/.complete" ]; then echo "$BIN"; exit 0; fi
+start=$(date +%s)
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
+  [ -x "$BIN/$b" ] || { build_kubernetes; break; }
+done
+[ -x "$BIN/kwok" ] && [ -f "$STAGES/node-heartbeat-with-lease.yaml" ] || build_kwok
+touch "$BIN/.complete"
+log "testbed binaries ready in $BIN ($(( $(date +%s) - start ))s)"
+echo "$BIN"

@@ -1,0 +1,56 @@
+//! Condition types, reasons, annotation keys and label keys: the one place for each string
+//! that users, Flux tooling or the incumbent operator also read.
+
+/// `status.conditions[].type`, the kstatus set.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+}
+
+/// `status.conditions[].reason`.
+pub mod reason {
+    pub const PROGRESSING: &str = "Progressing";
+    pub const ARTIFACT_FAILED: &str = "ArtifactFailed";
+    /// Terminal: the spec cannot be rendered; comes with `Stalled`.
+    pub const BUILD_FAILED: &str = "BuildFailed";
+    pub const RECONCILIATION_FAILED: &str = "ReconciliationFailed";
+    pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
+    pub const HEALTH_CHECK_CANCELED: &str = "HealthCheckCanceled";
+    pub const RECONCILIATION_DISABLED: &str = "ReconciliationDisabled";
+    /// fluxop: the bundle's signature did not verify.
+    pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+}
+
+/// Annotation keys users put on a `FluxInstance`, a `FluxReport` or a rendered object.
+pub mod annotation {
+    /// `disabled` pauses reconciliation.
+    pub const RECONCILE: &str = "fluxcd.controlplane.io/reconcile";
+    pub const RECONCILE_EVERY: &str = "fluxcd.controlplane.io/reconcileEvery";
+    pub const RECONCILE_ARTIFACT_EVERY: &str = "fluxcd.controlplane.io/reconcileArtifactEvery";
+    pub const RECONCILE_TIMEOUT: &str = "fluxcd.controlplane.io/reconcileTimeout";
+    /// `disabled` on an object keeps it out of garbage collection.
+    pub const PRUNE: &str = "fluxcd.controlplane.io/prune";
+    /// Value of [`RECONCILE`] and [`PRUNE`] that turns the behaviour off.
+    pub const DISABLED_VALUE: &str = "disabled";
+    /// Flux's on-demand reconcile request, as everywhere in Flux.
+    pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+    /// Flux's forced reconcile request.
+    pub const FORCE_AT: &str = "reconcile.fluxcd.io/forceAt";
+}
+
+/// Label keys on the objects fluxop renders.
+pub mod label {
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    pub const VERSION: &str = "app.kubernetes.io/version";
+    /// Owner labels: which `FluxInstance` an object belongs to (used for prune).
+    pub const OWNER_NAME: &str = "fluxcd.controlplane.io/name";
+    pub const OWNER_NAMESPACE: &str = "fluxcd.controlplane.io/namespace";
+}
+
+/// Field manager of every server-side apply fluxop makes.
+pub const FIELD_MANAGER: &str = "fluxop";
+/// Value of [`label::MANAGED_BY`] on what fluxop renders.
+pub const MANAGED_BY_VALUE: &str = "fluxop";

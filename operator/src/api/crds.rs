@@ -1,0 +1,93 @@
+//! The CRDs of the API as YAML: what `fluxop crds` prints and `crds/` holds.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use super::{FluxInstance, FluxReport};
+
+/// Every CRD fluxop owns, in a stable order.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![FluxInstance::crd(), FluxReport::crd()]
+}
+
+/// File name of a CRD in `crds/`: `<group>_<plural>.yaml`, the kubebuilder convention.
+pub fn file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)
+}
+
+/// One CRD as a YAML document (without the `---` separator).
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {
+    serde_saphyr::to_string(crd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd_json(crd: &CustomResourceDefinition) -> serde_json::Value {
+        serde_json::to_value(crd).expect("a CRD serializes")
+    }
+
+    #[test]
+    fn checked_in_crds_are_the_output_of_fluxop_crds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+        for crd in all() {
+            let path = dir.join(file_name(&crd));
+            let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; run `cargo run -p fluxop -- crds --dir crds`",
+                    path.display()
+                )
+            });
+            assert_eq!(
+                checked_in,
+                to_yaml(&crd).expect("CRD serializes to YAML"),
+                "{} is stale: run `cargo run -p fluxop -- crds --dir crds` and commit the result",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn crd_yaml_parses_back_to_the_same_crd() {
+        for crd in all() {
+            let yaml = to_yaml(&crd).expect("serializes");
+            let back: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("parses");
+            assert_eq!(crd_json(&back), crd_json(&crd));
+        }
+    }
+
+    #[test]
+    fn instance_crd_carries_names_columns_and_cel_rules_of_the_v1_api() {
+        let crd = crd_json(&FluxInstance::crd());
+        assert_eq!(
+            crd["spec"]["names"]["shortNames"],
+            serde_json::json!(["instance"])
+        );
+        assert_eq!(
+            crd["spec"]["names"]["categories"],
+            serde_json::json!(["fluxcd"])
+        );
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c["name"].as_str().expect("column name"))
+            .collect();
+        assert_eq!(columns, ["Age", "Ready", "Status", "Revision"]);
+        let text = crd.to_string();
+        for message in [
+            "the only accepted name for a FluxInstance is 'flux'",
+            "Sync name is immutable",
+            ".spec.storage must be set when .spec.sharding.storage is 'persistent'",
+            ".objectLevelWorkloadIdentity must be set to true when .multitenantWorkloadIdentity is set to true",
+        ] {
+            assert!(
+                text.contains(message),
+                "CRD lacks the rule with message {message:?}"
+            );
+        }
+    }
+}

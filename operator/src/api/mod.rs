@@ -1,0 +1,33 @@
+//! The `fluxcd.controlplane.io/v1` API: `FluxInstance` and `FluxReport`, field-for-field
+//! compatible with the Flux Operator v1 API (see `shared/api-reference.md`), plus fluxop's
+//! additive fields. This module depends on nothing else of ours.
+
+pub mod constants;
+pub mod crds;
+pub mod duration;
+pub mod instance;
+pub mod report;
+
+pub use instance::{
+    Cluster, ClusterType, CommonMetadata, Component, ComponentImage, Distribution, FluxInstance,
+    FluxInstanceSpec, FluxInstanceStatus, Kustomize, LocalSecretRef, Patch, PatchSelector,
+    ResourceInventory, ResourceRef, Sharding, ShardingStorage, Size, Snapshot, Storage, Sync,
+    SyncKind, SyncProvider, Variant, Verify, VerifyProvider,
+};
+pub use report::{
+    FluxClusterInfo, FluxComponentStatus, FluxDistributionStatus, FluxOperatorInfo,
+    FluxReconcilerStats, FluxReconcilerStatus, FluxReport, FluxReportSpec, FluxReportStatus,
+    FluxSyncStatus,
+};
+
+/// API group of every fluxop kind.
+pub const GROUP: &str = "fluxcd.controlplane.io";
+/// API version served and stored.
+pub const VERSION: &str = "v1";
+/// The only accepted name of a `FluxInstance` and of a `FluxReport`.
+pub const SINGLETON_NAME: &str = "flux";
+/// Namespace the operator runs in when `RUNTIME_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "flux-system";
+
+#[cfg(test)]
+mod roundtrip_tests;

@@ -1,0 +1,8 @@
+//! fluxop: a Kubernetes operator for the lifecycle of the Flux GitOps toolkit.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod server;
+pub mod telemetry;
