@@ -21,7 +21,7 @@ log "building the test bed binaries (the first run compiles Kubernetes: ~25 minu
 BIN="$(hack/testbed-build.sh | tail -n 1)"
 log "building fluxop"
 cargo build -p fluxop --bin fluxop >&2
-FLUXOP="$REPO_ROOT/target/debug/fluxop"
+FLUXOP="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/fluxop"
 
 KUBECONFIG="$(hack/cluster-up.sh "$NAME")"
 REGISTRY="$(hack/registry-up.sh "$NAME")"
