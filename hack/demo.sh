@@ -49,18 +49,18 @@ sleep 1
 
 cat <<MSG
 
-fluxop is running against a local cluster.
+fluxop is running against a local cluster. To look around:
 
-  export KUBECONFIG=$KUBECONFIG
-  $KUBECTL get fluxinstance -n flux-system        # the instance (columns: Ready, Status, Revision)
-  $KUBECTL get nodes                              # kwok nodes
-  curl http://127.0.0.1:$HEALTH_PORT/readyz       # fluxop readiness
-  curl http://127.0.0.1:$METRICS_PORT/metrics     # fluxop metrics (OpenMetrics)
-  tail -f $STATE/logs/fluxop.log                  # fluxop logs (JSON)
-  registry: $REGISTRY                             # OCI registry for bundles
+  export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
+  kubectl get fluxinstance -n flux-system     # the instance: Ready, Status, Revision columns
+  kubectl get nodes                           # the kwok nodes
+  curl -s http://127.0.0.1:$HEALTH_PORT/readyz
+  curl -s http://127.0.0.1:$METRICS_PORT/metrics
+  tail -f $STATE/logs/fluxop.log
+  OCI registry for bundles: $REGISTRY
 
-Installing Flux from the instance (signed bundle, render, apply) is not part of fluxop yet:
-the instance is accepted, validated by the API server and observed by fluxop.
+fluxop accepts, validates and watches the instance; pulling a signed bundle and installing
+Flux from it come next.
 
 Stop everything with: hack/demo.sh down
 MSG
