@@ -17,6 +17,9 @@ step() { log "== $* (+$(( $(date +%s) - started ))s)"; }
 step "test bed binaries"
 BIN="$(hack/testbed-build.sh | tail -n 1)"
 
+step "vendor the Flux releases into manifests-bundle/"
+hack/vendor-flux.sh
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -28,6 +28,25 @@ pub enum Command {
     Run(RunArgs),
     /// Print the CRDs of the fluxcd.controlplane.io/v1 API as YAML, or write them to a directory.
     Crds(CrdsArgs),
+    /// Build Flux bundles: the OCI artifacts fluxop installs Flux from.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pack a bundle directory (flux/<version>/, flux-images/<version>/, templates/) into the
+    /// artifact's layer, deterministically: the same files always give the same digest.
+    Build(BundleBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleBuildArgs {
+    /// The bundle directory, e.g. manifests-bundle/ after hack/vendor-flux.sh.
+    pub dir: PathBuf,
+    /// Where to write the layer (a gzip'd tar).
+    #[arg(short, long, default_value = "bundle.tar.gz")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +102,16 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{dir}: {source}")]
+    BundleArchive {
+        dir: PathBuf,
+        source: crate::bundle::archive::Error,
+    },
+    #[error("{dir}: {source}")]
+    BundleLayout {
+        dir: PathBuf,
+        source: crate::bundle::layout::Error,
+    },
 }
 
 impl Error {
@@ -90,7 +119,7 @@ impl Error {
     /// (clap's own code for argument errors).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Logging(_) => ExitCode::from(2),
+            Error::Logging(_) | Error::BundleLayout { .. } => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -100,7 +129,36 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crds(args) => print_crds(args),
+        Command::Bundle(BundleCommand::Build(args)) => build_bundle(args),
     }
+}
+
+fn build_bundle(args: BundleBuildArgs) -> Result<(), Error> {
+    use crate::bundle::{archive, layout::Bundle};
+    let dir = args.dir;
+    let files = archive::read_dir(&dir).map_err(|source| Error::BundleArchive {
+        dir: dir.clone(),
+        source,
+    })?;
+    let bundle = Bundle::from_files(files).map_err(|source| Error::BundleLayout {
+        dir: dir.clone(),
+        source,
+    })?;
+    let layer = archive::pack(bundle.files());
+    std::fs::write(&args.output, &layer).map_err(|source| Error::Write {
+        path: args.output.clone(),
+        source,
+    })?;
+    let versions: Vec<String> = bundle.versions().iter().map(|v| format!("v{v}")).collect();
+    println!(
+        "wrote {} ({} files, {} bytes)",
+        args.output.display(),
+        bundle.files().len(),
+        layer.len()
+    );
+    println!("digest: {}", archive::digest(&layer));
+    println!("flux versions: {}", versions.join(", "));
+    Ok(())
 }
 
 fn print_crds(args: CrdsArgs) -> Result<(), Error> {

@@ -1,0 +1,13 @@
+//! The Flux bundle: an OCI artifact in the Flux artifact format whose single layer holds
+//! `flux/<version>/*.yaml`, `flux-images/<version>/<variant>.yaml` and optional `templates/`.
+//! This module holds the pure parts: the layer's archive format, the layout and the choice of
+//! version.
+
+pub mod archive;
+pub mod layout;
+pub mod version;
+
+/// Media type of the artifact's config, as `flux push artifact` writes it.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.flux.config.v1+json";
+/// Media type of the single content layer.
+pub const CONTENT_MEDIA_TYPE: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
