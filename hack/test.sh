@@ -16,6 +16,7 @@ step() { log "== $* (+$(( $(date +%s) - started ))s)"; }
 
 step "test bed binaries"
 BIN="$(hack/testbed-build.sh | tail -n 1)"
+COSIGN_BIN="$(hack/testbed-build.sh cosign | tail -n 1)"
 
 step "vendor the Flux releases into manifests-bundle/"
 hack/vendor-flux.sh
@@ -52,7 +53,8 @@ trap cleanup EXIT
 step "local cluster and registry"
 KUBECONFIG_PATH="$(hack/cluster-up.sh "$NAME")"
 REGISTRY="$(hack/registry-up.sh "$NAME")"
-export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl" FLUXOP_E2E_REGISTRY="$REGISTRY"
+export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl" FLUXOP_E2E_REGISTRY="$REGISTRY" \
+  FLUXOP_E2E_REGISTRY_DATA="$STATE_ROOT/registries/$NAME/data" FLUXOP_E2E_COSIGN="$COSIGN_BIN/cosign"
 
 step "end-to-end tests"
 cargo test -p fluxop-e2e --locked

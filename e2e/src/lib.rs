@@ -142,3 +142,42 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The cosign CLI built by `hack/testbed-build.sh cosign`, for interoperability checks.
+pub fn cosign() -> Command {
+    Command::new(required_env("FLUXOP_E2E_COSIGN"))
+}
+
+/// The test registry's storage directory, for tampering with stored blobs.
+pub fn registry_data_dir() -> PathBuf {
+    PathBuf::from(required_env("FLUXOP_E2E_REGISTRY_DATA"))
+}
+
+/// `fluxop <args>` with the workspace's binary; panics with its stderr when it fails.
+pub fn fluxop(args: &[&str]) -> String {
+    let output = Command::new(fluxop_bin())
+        .args(args)
+        .output()
+        .expect("fluxop runs");
+    assert!(
+        output.status.success(),
+        "fluxop {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A unique repository name, so tests sharing the registry never collide.
+pub fn unique_repository(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "e2e/{prefix}-{}-{:x}{}",
+        std::process::id(),
+        nanos % 0xffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

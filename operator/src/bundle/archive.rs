@@ -56,7 +56,7 @@ pub enum Error {
     Duplicate { path: String },
     #[error("bundle layer is not a valid gzip'd tar: {0}")]
     Corrupt(#[source] io::Error),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read or write {path}: {source}")]
     ReadDir { path: String, source: io::Error },
     #[error(
         "{path} is a symbolic link or special file; a bundle directory may hold only regular files"
@@ -201,6 +201,23 @@ pub fn read_dir(dir: &Path) -> Result<Files, Error> {
         }
     }
     Ok(files)
+}
+
+/// Writes `files` under `dir`, creating directories (the IO edge of `fluxop bundle pull`).
+/// Paths were checked by [`unpack`], so nothing lands outside `dir`.
+pub fn write_dir(dir: &Path, files: &Files) -> Result<(), Error> {
+    for (path, content) in files {
+        let target = dir.join(path);
+        let write_error = |source| Error::ReadDir {
+            path: target.display().to_string(),
+            source,
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        std::fs::write(&target, content).map_err(write_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,9 +5,15 @@
 
 pub mod archive;
 pub mod layout;
+pub mod reference;
+pub mod registry;
+pub mod signature;
 pub mod version;
 
 /// Media type of the artifact's config, as `flux push artifact` writes it.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.flux.config.v1+json";
 /// Media type of the single content layer.
 pub const CONTENT_MEDIA_TYPE: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
+/// Manifest annotation listing the Flux versions a bundle carries (`v2.8.8,v2.9.4`), so a
+/// listing of tags needs no layer download.
+pub const FLUX_VERSIONS_ANNOTATION: &str = "io.fluxop.bundle.flux-versions";

@@ -1,8 +1,12 @@
 //! The `fluxop` command line: the operator itself (`run`) and tools for people at a terminal.
 
+mod bundle;
+pub use bundle::BundleCommand;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 use crate::{
     api::{self, crds},
@@ -31,22 +35,6 @@ pub enum Command {
     /// Build Flux bundles: the OCI artifacts fluxop installs Flux from.
     #[command(subcommand)]
     Bundle(BundleCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BundleCommand {
-    /// Pack a bundle directory (flux/<version>/, flux-images/<version>/, templates/) into the
-    /// artifact's layer, deterministically: the same files always give the same digest.
-    Build(BundleBuildArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct BundleBuildArgs {
-    /// The bundle directory, e.g. manifests-bundle/ after hack/vendor-flux.sh.
-    pub dir: PathBuf,
-    /// Where to write the layer (a gzip'd tar).
-    #[arg(short, long, default_value = "bundle.tar.gz")]
-    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +90,21 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} exists already; remove it or pick another --output-key-prefix")]
+    Exists { path: PathBuf },
+    #[error(transparent)]
+    Reference(#[from] crate::bundle::reference::InvalidReference),
+    #[error(transparent)]
+    Registry(#[from] crate::bundle::registry::Error),
+    #[error(transparent)]
+    Signature(#[from] crate::bundle::signature::Error),
+    #[error("cannot format the output: {0}")]
+    Format(String),
     #[error("{dir}: {source}")]
     BundleArchive {
         dir: PathBuf,
@@ -119,7 +122,10 @@ impl Error {
     /// (clap's own code for argument errors).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Logging(_) | Error::BundleLayout { .. } => ExitCode::from(2),
+            Error::Logging(_)
+            | Error::BundleLayout { .. }
+            | Error::Reference(_)
+            | Error::Exists { .. } => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -129,36 +135,8 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crds(args) => print_crds(args),
-        Command::Bundle(BundleCommand::Build(args)) => build_bundle(args),
+        Command::Bundle(command) => bundle::execute(command).await,
     }
-}
-
-fn build_bundle(args: BundleBuildArgs) -> Result<(), Error> {
-    use crate::bundle::{archive, layout::Bundle};
-    let dir = args.dir;
-    let files = archive::read_dir(&dir).map_err(|source| Error::BundleArchive {
-        dir: dir.clone(),
-        source,
-    })?;
-    let bundle = Bundle::from_files(files).map_err(|source| Error::BundleLayout {
-        dir: dir.clone(),
-        source,
-    })?;
-    let layer = archive::pack(bundle.files());
-    std::fs::write(&args.output, &layer).map_err(|source| Error::Write {
-        path: args.output.clone(),
-        source,
-    })?;
-    let versions: Vec<String> = bundle.versions().iter().map(|v| format!("v{v}")).collect();
-    println!(
-        "wrote {} ({} files, {} bytes)",
-        args.output.display(),
-        bundle.files().len(),
-        layer.len()
-    );
-    println!("digest: {}", archive::digest(&layer));
-    println!("flux versions: {}", versions.join(", "));
-    Ok(())
 }
 
 fn print_crds(args: CrdsArgs) -> Result<(), Error> {
@@ -177,6 +155,28 @@ fn print_crds(args: CrdsArgs) -> Result<(), Error> {
     if args.dir.is_none() {
         print!("---\n{}", documents.join("---\n"));
     }
+    Ok(())
+}
+
+/// `-o` of commands that print objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML on stdout.
+pub fn print_structured<T: Serialize>(value: &T, format: OutputFormat) -> Result<(), Error> {
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(value)
+            .map(|t| t + "\n")
+            .map_err(|e| Error::Format(e.to_string()))?,
+        OutputFormat::Yaml | OutputFormat::Table => {
+            serde_saphyr::to_string(value).map_err(|e| Error::Format(e.to_string()))?
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 

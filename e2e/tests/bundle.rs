@@ -1,0 +1,620 @@
+//! Signed OCI bundles against a real registry on loopback: round trip, refusals of bad or
+//! tampered artifacts, interoperability with the cosign CLI, and clear errors.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Command};
+
+use fluxop::bundle::{
+    FLUX_VERSIONS_ANNOTATION,
+    archive::{self, Limits},
+    layout::Bundle,
+    reference::ArtifactRef,
+    registry::{self, Credentials, Registry, RegistryConfig},
+    signature::{self, generate_key_pair},
+};
+use fluxop_e2e::{fluxop, registry_address, registry_data_dir, repo_root, unique_repository};
+
+const PASSWORD: &[u8] = b"e2e-password";
+
+fn config() -> RegistryConfig {
+    RegistryConfig {
+        insecure: vec![registry_address()],
+        ..RegistryConfig::default()
+    }
+}
+
+fn artifact(repository: &str, tag: &str) -> ArtifactRef {
+    ArtifactRef::parse(&format!("oci://{}/{repository}:{tag}", registry_address()))
+        .expect("reference")
+}
+
+fn vendored_bundle() -> Bundle {
+    let files = archive::read_dir(&repo_root().join("manifests-bundle"))
+        .expect("hack/vendor-flux.sh has run");
+    Bundle::from_files(files).expect("vendored bundle is valid")
+}
+
+/// Pushes `bundle` and returns the reference pinned to its digest.
+async fn push(registry: &Registry, target: &ArtifactRef, bundle: &Bundle) -> ArtifactRef {
+    let layer = archive::pack(bundle.files());
+    let digest = registry
+        .push(target, &layer, BTreeMap::new(), &Credentials::Anonymous)
+        .await
+        .expect("push");
+    target.with_digest(&digest)
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("fluxop-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self(path)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn round_trip_build_push_sign_verify_pull_gives_back_the_same_tree() {
+    let registry = Registry::new(config());
+    let bundle = vendored_bundle();
+    let keys = generate_key_pair(PASSWORD).unwrap();
+    let target = artifact(&unique_repository("roundtrip"), "latest");
+    let pinned = push(&registry, &target, &bundle).await;
+    // The same input pushes to the same digest.
+    assert_eq!(push(&registry, &target, &bundle).await, pinned);
+
+    signature::sign(
+        &config(),
+        &pinned,
+        keys.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect("sign");
+    signature::verify(
+        &config(),
+        &pinned,
+        keys.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect("verify");
+
+    assert_eq!(
+        registry
+            .resolve(&target, &Credentials::Anonymous)
+            .await
+            .unwrap(),
+        pinned.digest.clone().unwrap()
+    );
+    let pulled = registry
+        .pull(&pinned, &Credentials::Anonymous)
+        .await
+        .expect("pull");
+    let files = archive::unpack(&pulled.layer, &Limits::default()).expect("unpack");
+    assert_eq!(
+        &files,
+        bundle.files(),
+        "the pulled tree differs from the pushed one"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_round_trip_leaves_an_identical_directory() {
+    let work = TempDir::new("cli");
+    let prefix = work.0.join("cosign");
+    let keygen = Command::new(fluxop_e2e::fluxop_bin())
+        .args([
+            "bundle",
+            "keygen",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "cli")
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let bundle_dir = repo_root().join("manifests-bundle");
+    let reference = format!(
+        "oci://{}/{}:v1",
+        registry_address(),
+        unique_repository("cli")
+    );
+    let pinned = fluxop(&[
+        "bundle",
+        "push",
+        bundle_dir.to_str().unwrap(),
+        &reference,
+        "--insecure",
+    ])
+    .trim()
+    .to_string();
+    assert!(
+        pinned.starts_with(&reference) && pinned.contains("@sha256:"),
+        "{pinned}"
+    );
+    let key = format!("{}.key", prefix.display());
+    let public = format!("{}.pub", prefix.display());
+    let sign = Command::new(fluxop_e2e::fluxop_bin())
+        .args(["bundle", "sign", "--key", &key, "--insecure", &pinned])
+        .env("COSIGN_PASSWORD", "cli")
+        .output()
+        .unwrap();
+    assert!(
+        sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+    let out = work.0.join("pulled");
+    fluxop(&[
+        "bundle",
+        "pull",
+        "--insecure",
+        "--key",
+        &public,
+        &reference,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        archive::read_dir(&out).unwrap(),
+        archive::read_dir(&bundle_dir).unwrap()
+    );
+    let listing = fluxop(&[
+        "bundle",
+        "list",
+        "--insecure",
+        "-o",
+        "json",
+        &reference[..reference.len() - 3],
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(rows[0]["tag"], "v1");
+    assert_eq!(rows[0]["signed"], true);
+    assert_eq!(
+        rows[0]["fluxVersions"],
+        serde_json::json!(["v2.6.4", "v2.7.5", "v2.8.8", "v2.9.4"])
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_signed_with_another_key_is_refused_and_nothing_is_unpacked() {
+    let registry = Registry::new(config());
+    let (signer, other) = (
+        generate_key_pair(PASSWORD).unwrap(),
+        generate_key_pair(PASSWORD).unwrap(),
+    );
+    let pinned = push(
+        &registry,
+        &artifact(&unique_repository("otherkey"), "v1"),
+        &vendored_bundle(),
+    )
+    .await;
+    signature::sign(
+        &config(),
+        &pinned,
+        signer.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let error = signature::verify(
+        &config(),
+        &pinned,
+        other.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect_err("another key must not verify");
+    let message = error.to_string();
+    assert!(
+        message.contains(&pinned.to_string()) && message.contains("by no key that verifies"),
+        "{message}"
+    );
+
+    // Through the CLI, the refusal happens before anything is written.
+    let work = TempDir::new("otherkey");
+    std::fs::write(work.0.join("other.pub"), &other.public_pem).unwrap();
+    let out = work.0.join("out");
+    let pull = Command::new(fluxop_e2e::fluxop_bin())
+        .args(["bundle", "pull", "--insecure", "--key"])
+        .arg(work.0.join("other.pub"))
+        .args([&pinned.to_string(), "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(pull.status.code(), Some(1));
+    assert!(!out.exists(), "a refused bundle was unpacked");
+}
+
+#[tokio::test]
+async fn an_unsigned_bundle_is_refused_with_a_message_naming_it() {
+    let registry = Registry::new(config());
+    let keys = generate_key_pair(PASSWORD).unwrap();
+    let pinned = push(
+        &registry,
+        &artifact(&unique_repository("unsigned"), "v1"),
+        &vendored_bundle(),
+    )
+    .await;
+    let error = signature::verify(
+        &config(),
+        &pinned,
+        keys.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect_err("unsigned must not verify");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("{pinned} is not signed")),
+        "{message}"
+    );
+    assert!(
+        message.contains(".sig"),
+        "the message names where the signature was looked for: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_changed_after_signing_is_refused() {
+    let registry = Registry::new(config());
+    let keys = generate_key_pair(PASSWORD).unwrap();
+    let repository = unique_repository("tampered");
+    let tag = artifact(&repository, "stable");
+    // A layer of its own: the registry stores blobs by digest across repositories, and this
+    // test corrupts the stored blob below.
+    let mut own = vendored_bundle().files().clone();
+    own.insert("README.md".into(), format!("{repository}\n").into_bytes());
+    let own = Bundle::from_files(own).unwrap();
+    let signed = push(&registry, &tag, &own).await;
+    signature::sign(
+        &config(),
+        &signed,
+        keys.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+
+    // 1. The tag is moved to different content: that digest has no signature.
+    let mut files = own.files().clone();
+    files.insert(
+        "flux/v2.9.4/rbac.yaml".into(),
+        b"# replaced after signing\n".to_vec(),
+    );
+    let replaced = push(&registry, &tag, &Bundle::from_files(files).unwrap()).await;
+    let moved = tag.with_digest(
+        &registry
+            .resolve(&tag, &Credentials::Anonymous)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(moved, replaced);
+    let error = signature::verify(
+        &config(),
+        &moved,
+        keys.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("is not signed"), "{error}");
+
+    // 2. The old signature is copied to the new digest's signature tag: its payload names the
+    //    old digest, so it does not count.
+    let client = oci_client::Client::new(config().client_config());
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let sig_tag = |digest: &str| {
+        oci_client::Reference::with_tag(
+            registry_address(),
+            repository.clone(),
+            format!("{}.sig", digest.replace(':', "-")),
+        )
+    };
+    let (signature_manifest, _) = client
+        .pull_manifest_raw(
+            &sig_tag(signed.digest.as_ref().unwrap()),
+            &auth,
+            &["application/vnd.oci.image.manifest.v1+json"],
+        )
+        .await
+        .expect("signature manifest");
+    client
+        .push_manifest_raw(
+            &sig_tag(replaced.digest.as_ref().unwrap()),
+            signature_manifest,
+            http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"),
+        )
+        .await
+        .expect("copy the signature");
+    let error = signature::verify(
+        &config(),
+        &replaced,
+        keys.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("is not signed"),
+        "a copied signature was accepted: {error}"
+    );
+
+    // 3. The signed layer's blob is overwritten in the registry's storage: the signature still
+    //    verifies (the manifest is intact) but the pull refuses the content.
+    let pulled = registry
+        .pull(&signed, &Credentials::Anonymous)
+        .await
+        .unwrap();
+    let layer_hex = archive::digest(&pulled.layer)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = registry_data_dir().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{layer_hex}/data",
+        &layer_hex[..2]
+    ));
+    let mut bytes = std::fs::read(&blob).expect("layer blob in the registry's storage");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    signature::verify(
+        &config(),
+        &signed,
+        keys.public_pem.as_bytes(),
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect("manifest still signed");
+    let error = registry
+        .pull(&signed, &Credentials::Anonymous)
+        .await
+        .expect_err("tampered layer must be refused");
+    assert!(
+        matches!(error, registry::Error::DigestMismatch { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("the registry served content with digest"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn signatures_interoperate_with_the_cosign_cli() {
+    let registry = Registry::new(config());
+    let work = TempDir::new("cosign");
+    let repository = unique_repository("cosign");
+
+    // fluxop signs, cosign verifies.
+    let ours = generate_key_pair(PASSWORD).unwrap();
+    std::fs::write(work.0.join("fluxop.pub"), &ours.public_pem).unwrap();
+    let pinned = push(
+        &registry,
+        &artifact(&repository, "fluxop-signed"),
+        &vendored_bundle(),
+    )
+    .await;
+    signature::sign(
+        &config(),
+        &pinned,
+        ours.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let verify = fluxop_e2e::cosign()
+        .args([
+            "verify",
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            "--key",
+        ])
+        .arg(work.0.join("fluxop.pub"))
+        .arg(pinned.to_registry_string().replace(":fluxop-signed@", "@"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "cosign verify failed: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // cosign signs, fluxop verifies.
+    let keygen = fluxop_e2e::cosign()
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(work.0.join("cosign"))
+        .env("COSIGN_PASSWORD", "cosign-password")
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let mut files = vendored_bundle().files().clone();
+    files.insert("README.md".into(), b"signed by cosign\n".to_vec());
+    let theirs = push(
+        &registry,
+        &artifact(&repository, "cosign-signed"),
+        &Bundle::from_files(files).unwrap(),
+    )
+    .await;
+    let sign = fluxop_e2e::cosign()
+        .args([
+            "sign",
+            "--tlog-upload=false",
+            "-y",
+            "--allow-http-registry",
+            "--key",
+        ])
+        .arg(work.0.join("cosign.key"))
+        .arg(theirs.to_registry_string().replace(":cosign-signed@", "@"))
+        .env("COSIGN_PASSWORD", "cosign-password")
+        .output()
+        .unwrap();
+    assert!(
+        sign.status.success(),
+        "cosign sign failed: {}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+    let cosign_pub = std::fs::read(work.0.join("cosign.pub")).unwrap();
+    signature::verify(&config(), &theirs, &cosign_pub, &Credentials::Anonymous)
+        .await
+        .expect("fluxop verifies cosign's signature");
+    // And cosign's private key signs through fluxop too.
+    let cosign_key = std::fs::read(work.0.join("cosign.key")).unwrap();
+    signature::sign(
+        &config(),
+        &pinned,
+        &cosign_key,
+        b"cosign-password",
+        &Credentials::Anonymous,
+    )
+    .await
+    .expect("cosign key");
+}
+
+#[tokio::test]
+async fn malformed_and_unreachable_artifacts_give_clear_errors() {
+    let registry = Registry::new(config());
+    // A tag that does not exist.
+    let missing = artifact(&unique_repository("missing"), "nope");
+    let error = registry
+        .resolve(&missing, &Credentials::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, registry::Error::NotFound { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&missing.to_string()), "{error}");
+
+    // An unreachable registry (a closed port on loopback).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = ArtifactRef::parse(&format!("oci://{closed}/fluxop/bundle:v1")).unwrap();
+    let config_closed = RegistryConfig {
+        insecure: vec![closed.to_string()],
+        ..RegistryConfig::default()
+    };
+    let error = Registry::new(config_closed)
+        .resolve(&unreachable, &Credentials::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, registry::Error::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("cannot reach the registry of {unreachable}")),
+        "{error}"
+    );
+
+    // An artifact that is not a Flux bundle (an OCI image config and layer media types).
+    let image = artifact(&unique_repository("image"), "v1");
+    let client = oci_client::Client::new(config().client_config());
+    let layer = oci_client::client::ImageLayer::new(
+        b"not flux".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    );
+    let image_config = oci_client::client::Config::new(
+        b"{}".to_vec(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    client
+        .push(
+            &image.to_oci(),
+            &[layer],
+            image_config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push an image");
+    let pinned = image.with_digest(
+        &registry
+            .resolve(&image, &Credentials::Anonymous)
+            .await
+            .unwrap(),
+    );
+    let error = registry
+        .pull(&pinned, &Credentials::Anonymous)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("is not a Flux bundle")
+            && message.contains("application/vnd.oci.image.config.v1+json"),
+        "{message}"
+    );
+
+    // The CLI exits 1 with the same message, and 2 for a malformed reference.
+    let output = Command::new(fluxop_e2e::fluxop_bin())
+        .args([
+            "bundle",
+            "pull",
+            "--insecure",
+            &missing.to_string(),
+            "-o",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
+    let output = Command::new(fluxop_e2e::fluxop_bin())
+        .args(["bundle", "verify", "--key", "k.pub", "ghcr.io/x/y"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must start with oci://"));
+}
+
+#[tokio::test]
+async fn push_records_the_flux_versions_for_listings() {
+    let registry = Registry::new(config());
+    let bundle = vendored_bundle();
+    let target = artifact(&unique_repository("annotations"), "v1");
+    let layer = archive::pack(bundle.files());
+    let annotations =
+        BTreeMap::from([(FLUX_VERSIONS_ANNOTATION.to_string(), "v2.8.8".to_string())]);
+    registry
+        .push(&target, &layer, annotations, &Credentials::Anonymous)
+        .await
+        .unwrap();
+    let (_, read) = registry
+        .annotations(&target, &Credentials::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.get(FLUX_VERSIONS_ANNOTATION).map(String::as_str),
+        Some("v2.8.8")
+    );
+    let tags = registry
+        .list_tags(&target, &Credentials::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(tags, ["v1"]);
+}

@@ -1,0 +1,240 @@
+//! Cosign key-pair signatures of bundles, in the `.sig` tag scheme (SimpleSigning payloads),
+//! so `cosign sign --key` / `cosign verify --key` and fluxop accept each other's signatures.
+//! Everything works offline: no transparency log, no certificate authority.
+
+use sigstore::{
+    cosign::{
+        ClientBuilder, Constraint, CosignCapabilities, SignatureLayer,
+        constraint::PrivateKeySigner,
+        verification_constraint::{PublicKeyVerifier, VerificationConstraintVec},
+        verify_constraints,
+    },
+    crypto::{SigStoreSigner, SigningScheme, signing_key::SigStoreKeyPair},
+    registry::{
+        Auth, Certificate, CertificateEncoding, ClientConfig, ClientProtocol, OciReference,
+    },
+};
+use zeroize::Zeroizing;
+
+use super::{
+    reference::ArtifactRef,
+    registry::{Credentials, RegistryConfig},
+};
+
+/// Cosign's key type: ECDSA P-256 with SHA-256.
+const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot read the private key: {0} (is the password right? cosign reads it from COSIGN_PASSWORD)"
+    )]
+    PrivateKey(String),
+    #[error("cannot read the public key: {0} (expected a PEM public key such as cosign.pub)")]
+    PublicKey(String),
+    #[error("cannot generate a key pair: {0}")]
+    KeyGeneration(String),
+    #[error("{reference}: a signature is made over a digest; pass oci://...@sha256:<digest>")]
+    NotPinned { reference: String },
+    #[error("{reference} is not signed: no cosign signature found at {signature_tag}")]
+    NotSigned {
+        reference: String,
+        signature_tag: String,
+    },
+    #[error("{reference} is signed, but by no key that verifies with the given public key")]
+    WrongKey { reference: String },
+    #[error("{operation} {reference}: {detail}")]
+    Registry {
+        operation: &'static str,
+        reference: String,
+        detail: String,
+    },
+}
+
+/// A new cosign-compatible key pair: the private key encrypted with `password` (PEM
+/// `ENCRYPTED SIGSTORE PRIVATE KEY`, which cosign reads) and the public key.
+pub struct KeyPair {
+    pub private_pem: Zeroizing<String>,
+    pub public_pem: String,
+}
+
+pub fn generate_key_pair(password: &[u8]) -> Result<KeyPair, Error> {
+    let failed = |e: sigstore::errors::SigstoreError| Error::KeyGeneration(e.to_string());
+    let pair = SCHEME
+        .create_signer()
+        .and_then(|s| s.to_sigstore_keypair())
+        .map_err(failed)?;
+    Ok(KeyPair {
+        private_pem: pair
+            .private_key_to_encrypted_pem(password)
+            .map_err(failed)?,
+        public_pem: pair.public_key_to_pem().map_err(failed)?,
+    })
+}
+
+fn signer(private_pem: &[u8], password: &[u8]) -> Result<SigStoreSigner, Error> {
+    let invalid = |e: sigstore::errors::SigstoreError| Error::PrivateKey(e.to_string());
+    // Cosign keys are always encrypted, also with an empty password.
+    let pair = if String::from_utf8_lossy(private_pem).contains("ENCRYPTED") {
+        SigStoreKeyPair::from_encrypted_pem(private_pem, password)
+    } else {
+        SigStoreKeyPair::from_pem(private_pem)
+    }
+    .map_err(invalid)?;
+    pair.to_sigstore_signer(&SCHEME).map_err(invalid)
+}
+
+/// Checks a public key without touching a registry (for start-up and CLI input errors).
+pub fn parse_public_key(public_pem: &[u8]) -> Result<PublicKeyVerifier, Error> {
+    PublicKeyVerifier::try_from(public_pem).map_err(|e| Error::PublicKey(e.to_string()))
+}
+
+fn sigstore_client(config: &RegistryConfig) -> Result<sigstore::cosign::Client, String> {
+    let client_config = ClientConfig {
+        protocol: if config.insecure.is_empty() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(config.insecure.clone())
+        },
+        extra_root_certificates: config
+            .ca_pem
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.clone(),
+            })
+            .collect(),
+        ..ClientConfig::default()
+    };
+    ClientBuilder::default()
+        .with_oci_client_config(client_config)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn auth(credentials: &Credentials) -> Auth {
+    (&credentials.to_registry_auth()).into()
+}
+
+fn pinned(artifact: &ArtifactRef) -> Result<OciReference, Error> {
+    if artifact.digest.is_none() {
+        return Err(Error::NotPinned {
+            reference: artifact.to_string(),
+        });
+    }
+    // Sign and verify the digest alone, so a moving tag never changes what is checked.
+    let digest_only = ArtifactRef {
+        tag: None,
+        ..artifact.clone()
+    };
+    digest_only
+        .to_registry_string()
+        .parse()
+        .map_err(|e: sigstore::errors::SigstoreError| Error::Registry {
+            operation: "parse",
+            reference: artifact.to_string(),
+            detail: e.to_string(),
+        })
+}
+
+/// Signs the artifact pinned by digest and pushes the signature to its `.sig` tag; returns
+/// that tag.
+pub async fn sign(
+    config: &RegistryConfig,
+    artifact: &ArtifactRef,
+    private_pem: &[u8],
+    password: &[u8],
+    credentials: &Credentials,
+) -> Result<String, Error> {
+    let image = pinned(artifact)?;
+    let signer = signer(private_pem, password)?;
+    let registry_error = |operation, detail: String| Error::Registry {
+        operation,
+        reference: artifact.to_string(),
+        detail,
+    };
+    let mut client =
+        sigstore_client(config).map_err(|e| registry_error("connect to the registry of", e))?;
+    let auth = auth(credentials);
+    let (signature_image, digest) = client
+        .triangulate(&image, &auth)
+        .await
+        .map_err(|e| registry_error("resolve", e.to_string()))?;
+    let mut layer = SignatureLayer::new_unsigned(&image, &digest)
+        .map_err(|e| registry_error("sign", e.to_string()))?;
+    PrivateKeySigner::new_with_signer(signer)
+        .add_constraint(&mut layer)
+        .map_err(|e| registry_error("sign", e.to_string()))?;
+    client
+        .push_signature(None, &auth, &signature_image, vec![layer])
+        .await
+        .map_err(|e| registry_error("push the signature of", e.to_string()))?;
+    Ok(signature_image.to_string())
+}
+
+/// Verifies that the artifact pinned by digest carries a signature made with the private key
+/// of `public_pem`. Nothing of the artifact is downloaded.
+pub async fn verify(
+    config: &RegistryConfig,
+    artifact: &ArtifactRef,
+    public_pem: &[u8],
+    credentials: &Credentials,
+) -> Result<(), Error> {
+    let image = pinned(artifact)?;
+    let verifier = parse_public_key(public_pem)?;
+    let registry_error = |operation, detail: String| Error::Registry {
+        operation,
+        reference: artifact.to_string(),
+        detail,
+    };
+    let mut client =
+        sigstore_client(config).map_err(|e| registry_error("connect to the registry of", e))?;
+    let auth = auth(credentials);
+    let (signature_image, _) = client
+        .triangulate(&image, &auth)
+        .await
+        .map_err(|e| registry_error("resolve", e.to_string()))?;
+    // Layers whose payload names another digest are already dropped here.
+    let layers = client
+        .trusted_signature_layers(&auth, &image)
+        .await
+        .map_err(|e| registry_error("fetch the signatures of", e.to_string()))?;
+    if layers.is_empty() {
+        return Err(Error::NotSigned {
+            reference: artifact.to_string(),
+            signature_tag: signature_image.to_string(),
+        });
+    }
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    verify_constraints(&layers, constraints.iter()).map_err(|_| Error::WrongKey {
+        reference: artifact.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_read_back_with_their_password_only() {
+        let pair = generate_key_pair(b"correct horse").unwrap();
+        assert!(pair.private_pem.contains("ENCRYPTED SIGSTORE PRIVATE KEY"));
+        assert!(pair.public_pem.contains("PUBLIC KEY"));
+        assert!(signer(pair.private_pem.as_bytes(), b"correct horse").is_ok());
+        let Err(error) = signer(pair.private_pem.as_bytes(), b"wrong") else {
+            panic!("a wrong password was accepted")
+        };
+        assert!(
+            error.to_string().contains("is the password right?"),
+            "{error}"
+        );
+        assert!(parse_public_key(pair.public_pem.as_bytes()).is_ok());
+        assert!(parse_public_key(b"not a key").is_err());
+    }
+
+    #[test]
+    fn empty_passwords_work_as_with_cosign() {
+        let pair = generate_key_pair(b"").unwrap();
+        assert!(signer(pair.private_pem.as_bytes(), b"").is_ok());
+    }
+}
