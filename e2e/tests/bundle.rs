@@ -275,9 +275,7 @@ async fn a_bundle_changed_after_signing_is_refused() {
     let tag = artifact(&repository, "stable");
     // A layer of its own: the registry stores blobs by digest across repositories, and this
     // test corrupts the stored blob below.
-    let mut own = vendored_bundle().files().clone();
-    own.insert("README.md".into(), format!("{repository}\n").into_bytes());
-    let own = Bundle::from_files(own).unwrap();
+    let own = own_bundle(&repository);
     let signed = push(&registry, &tag, &own).await;
     signature::sign(
         &config(),
@@ -617,4 +615,144 @@ async fn push_records_the_flux_versions_for_listings() {
         .await
         .unwrap();
     assert_eq!(tags, ["v1"]);
+}
+
+fn source(name: &str) -> (fluxop::bundle::source::Source, TempDir) {
+    let dir = TempDir::new(name);
+    let source = fluxop::bundle::source::Source {
+        registry: Registry::new(config()),
+        cache: fluxop::bundle::cache::Cache::new(dir.0.join("cache")),
+        limits: Limits::default(),
+        keep: 3,
+    };
+    (source, dir)
+}
+
+/// The vendored bundle plus a file naming `repository`, so its layer is its own.
+fn own_bundle(repository: &str) -> Bundle {
+    let mut files = vendored_bundle().files().clone();
+    files.insert("README.md".into(), format!("{repository}\n").into_bytes());
+    Bundle::from_files(files).unwrap()
+}
+
+#[tokio::test]
+async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected() {
+    let registry = Registry::new(config());
+    let keys = generate_key_pair(PASSWORD).unwrap();
+    let repository = unique_repository("cache");
+    let tag = artifact(&repository, "latest");
+    let bundle = own_bundle(&repository);
+    let pinned = push(&registry, &tag, &bundle).await;
+    signature::sign(
+        &config(),
+        &pinned,
+        keys.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let (source, _dir) = source("cache");
+    let key = Some(keys.public_pem.as_bytes());
+
+    let first = source
+        .fetch(&tag, &Credentials::Anonymous, key)
+        .await
+        .expect("first fetch");
+    assert!(!first.from_cache);
+    assert_eq!(first.artifact, pinned);
+    assert_eq!(first.bundle.files(), bundle.files());
+
+    // Remove the layer from the registry: only a download could notice.
+    let layer_hex = archive::digest(&archive::pack(bundle.files()))
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob_dir = registry_data_dir().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{layer_hex}",
+        &layer_hex[..2]
+    ));
+    std::fs::remove_dir_all(&blob_dir).expect("layer blob in the registry's storage");
+    let second = source
+        .fetch(&tag, &Credentials::Anonymous, key)
+        .await
+        .expect("second fetch, from the cache");
+    assert!(second.from_cache);
+    assert_eq!(second.digest, first.digest);
+    assert_eq!(second.bundle, first.bundle);
+
+    // A new digest behind the same tag is seen at once (HEAD) and pulled.
+    let mut files = bundle.files().clone();
+    files.insert(
+        "flux/v2.9.4/policies.yaml".into(),
+        b"# next release of the channel\n".to_vec(),
+    );
+    let next = push(&registry, &tag, &Bundle::from_files(files).unwrap()).await;
+    signature::sign(
+        &config(),
+        &next,
+        keys.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let third = source
+        .fetch(&tag, &Credentials::Anonymous, key)
+        .await
+        .expect("third fetch");
+    assert!(!third.from_cache);
+    assert_eq!(third.artifact, next);
+}
+
+#[tokio::test]
+async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
+    let registry = Registry::new(config());
+    let (signer, other) = (
+        generate_key_pair(PASSWORD).unwrap(),
+        generate_key_pair(PASSWORD).unwrap(),
+    );
+    let repository = unique_repository("refuse");
+    let tag = artifact(&repository, "v1");
+    let pinned = push(&registry, &tag, &own_bundle(&repository)).await;
+    let (source, dir) = source("refuse");
+
+    let unsigned = source
+        .fetch(
+            &tag,
+            &Credentials::Anonymous,
+            Some(other.public_pem.as_bytes()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unsigned.reason(), "VerificationFailed");
+    assert!(unsigned.to_string().contains("is not signed"), "{unsigned}");
+
+    signature::sign(
+        &config(),
+        &pinned,
+        signer.private_pem.as_bytes(),
+        PASSWORD,
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let wrong_key = source
+        .fetch(
+            &tag,
+            &Credentials::Anonymous,
+            Some(other.public_pem.as_bytes()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_key.reason(), "VerificationFailed");
+    assert!(
+        !dir.0.join("cache").exists(),
+        "a refused artifact reached the cache"
+    );
+
+    let missing = source
+        .fetch(&artifact(&repository, "v2"), &Credentials::Anonymous, None)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.reason(), "ArtifactFailed");
 }

@@ -4,10 +4,13 @@
 //! version.
 
 pub mod archive;
+pub mod cache;
+pub mod credentials;
 pub mod layout;
 pub mod reference;
 pub mod registry;
 pub mod signature;
+pub mod source;
 pub mod version;
 
 /// Media type of the artifact's config, as `flux push artifact` writes it.
