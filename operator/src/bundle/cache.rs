@@ -105,7 +105,7 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_error(&manifests)(e)),
         };
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, path) in entries.iter().skip(keep) {
             std::fs::remove_file(path).map_err(io_error(path))?;
         }
