@@ -620,7 +620,6 @@ async fn push_records_the_flux_versions_for_listings() {
 fn source(name: &str) -> (fluxop::bundle::source::Source, TempDir) {
     let dir = TempDir::new(name);
     let source = fluxop::bundle::source::Source {
-        registry: Registry::new(config()),
         cache: fluxop::bundle::cache::Cache::new(dir.0.join("cache")),
         limits: Limits::default(),
         keep: 3,
@@ -656,7 +655,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     let key = Some(keys.public_pem.as_bytes());
 
     let first = source
-        .fetch(&tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, &Credentials::Anonymous, key)
         .await
         .expect("first fetch");
     assert!(!first.from_cache);
@@ -673,7 +672,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     ));
     std::fs::remove_dir_all(&blob_dir).expect("layer blob in the registry's storage");
     let second = source
-        .fetch(&tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, &Credentials::Anonymous, key)
         .await
         .expect("second fetch, from the cache");
     assert!(second.from_cache);
@@ -697,7 +696,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     .await
     .unwrap();
     let third = source
-        .fetch(&tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, &Credentials::Anonymous, key)
         .await
         .expect("third fetch");
     assert!(!third.from_cache);
@@ -718,6 +717,7 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
 
     let unsigned = source
         .fetch(
+            &registry,
             &tag,
             &Credentials::Anonymous,
             Some(other.public_pem.as_bytes()),
@@ -738,6 +738,7 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     .unwrap();
     let wrong_key = source
         .fetch(
+            &registry,
             &tag,
             &Credentials::Anonymous,
             Some(other.public_pem.as_bytes()),
@@ -751,7 +752,12 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     );
 
     let missing = source
-        .fetch(&artifact(&repository, "v2"), &Credentials::Anonymous, None)
+        .fetch(
+            &registry,
+            &artifact(&repository, "v2"),
+            &Credentials::Anonymous,
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(missing.reason(), "ArtifactFailed");

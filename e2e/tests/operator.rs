@@ -44,20 +44,22 @@ impl Drop for Operator {
     }
 }
 
-#[tokio::test]
-async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
-    let client = client().await;
-    ensure_crds(&client).await;
-    let namespace = fresh_namespace(&client, "operator").await;
+/// Starts `fluxop run` for `namespace` on free ports; returns it with its health and metrics
+/// addresses once `/readyz` answers 200.
+async fn start_operator(namespace: &str, extra: &[&str]) -> (Operator, SocketAddr, SocketAddr) {
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _operator = Operator(
+    let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{namespace}"));
+    let operator = Operator(
         Command::new(fluxop_bin())
-            .args(["run", "--namespace", &namespace, "--log-format", "json"])
+            .args(["run", "--namespace", namespace, "--log-format", "json"])
             .arg("--health-addr")
             .arg(health.to_string())
             .arg("--metrics-addr")
             .arg(metrics.to_string())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
             .env("KUBECONFIG", kubeconfig_path())
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -71,6 +73,15 @@ async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
         || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
     )
     .await;
+    (operator, health, metrics)
+}
+
+#[tokio::test]
+async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "operator").await;
+    let (_operator, health, metrics) = start_operator(&namespace, &[]).await;
     let (status, _) = http_get(health, "/healthz").expect("healthz answers");
     assert_eq!(status, 200);
     let (status, body) = http_get(metrics, "/metrics").expect("metrics answers");
@@ -184,6 +195,209 @@ async fn deploy_manifests_are_accepted_by_a_server_side_dry_run() {
         assert!(
             stdout.contains(object),
             "{object} missing from the deploy kustomization:\n{stdout}"
+        );
+    }
+}
+
+/// Applies YAML with kubectl, panicking with its stderr on failure.
+fn kubectl_apply(yaml: &str) {
+    let mut apply = kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let output = apply.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits until the instance's Ready condition has `reason`; returns (status, message, instance).
+async fn wait_for_ready_reason(
+    api: &kube::Api<fluxop::api::FluxInstance>,
+    reason: &str,
+) -> (String, String, fluxop::api::FluxInstance) {
+    eventually(
+        Duration::from_secs(60),
+        &format!("Ready reason {reason}"),
+        || async {
+            let instance = api.get("flux").await.ok()?;
+            let ready = instance
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (ready.reason == reason).then_some((ready.status, ready.message, instance))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_conditions() {
+    use fluxop::bundle::{
+        archive,
+        layout::Bundle,
+        reference::ArtifactRef,
+        registry::{Credentials, Registry, RegistryConfig},
+        signature,
+    };
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "source").await;
+    let registry_address = fluxop_e2e::registry_address();
+
+    // A signed bundle, and a key pair that did not sign it.
+    let registry_config = RegistryConfig {
+        insecure: vec![registry_address.clone()],
+        ..RegistryConfig::default()
+    };
+    let registry = Registry::new(registry_config.clone());
+    let files = archive::read_dir(&repo_root().join("manifests-bundle")).unwrap();
+    let bundle = Bundle::from_files(files).unwrap();
+    let reference = format!(
+        "oci://{registry_address}/{}:stable",
+        fluxop_e2e::unique_repository("operator")
+    );
+    let tag = ArtifactRef::parse(&reference).unwrap();
+    let digest = registry
+        .push(
+            &tag,
+            &archive::pack(bundle.files()),
+            Default::default(),
+            &Credentials::Anonymous,
+        )
+        .await
+        .unwrap();
+    let (signer, other) = (
+        signature::generate_key_pair(b"").unwrap(),
+        signature::generate_key_pair(b"").unwrap(),
+    );
+    signature::sign(
+        &registry_config,
+        &tag.with_digest(&digest),
+        signer.private_pem.as_bytes(),
+        b"",
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let secret = |name: &str, public_pem: &str| {
+        let indented = public_pem
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  cosign.pub: |\n{indented}\n"
+        )
+    };
+    kubectl_apply(&secret("signer", &signer.public_pem));
+    kubectl_apply(&secret("other", &other.public_pem));
+    let instance = |version: &str, secret: &str, artifact: &str| {
+        let artifact = if artifact.is_empty() {
+            String::new()
+        } else {
+            format!("    artifact: {artifact}\n")
+        };
+        let verify = if secret.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "    verify:\n      provider: cosign\n      secretRef:\n        name: {secret}\n"
+            )
+        };
+        format!(
+            "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\n\
+             spec:\n  distribution:\n    version: \"{version}\"\n    registry: ghcr.io/fluxcd\n{artifact}{verify}"
+        )
+    };
+
+    let (_operator, _, _) =
+        start_operator(&namespace, &["--insecure-registry", &registry_address]).await;
+    let api = kube::Api::<fluxop::api::FluxInstance>::namespaced(client.clone(), &namespace);
+
+    // Signed with the trusted key: the highest 2.8 release is chosen, the digest recorded.
+    kubectl_apply(&instance("2.8.x", "signer", &reference));
+    let (status, message, found) = wait_for_ready_reason(&api, "Progressing").await;
+    assert_eq!(status, "Unknown");
+    assert!(
+        message.contains("Flux v2.8.8 selected from") && message.contains(&digest),
+        "{message}"
+    );
+    assert_eq!(
+        found.status.unwrap().last_artifact_revision.as_deref(),
+        Some(digest.as_str())
+    );
+
+    // Trusting another key: refused, with the artifact named.
+    kubectl_apply(&instance("2.8.x", "other", &reference));
+    let (status, message, _) = wait_for_ready_reason(&api, "VerificationFailed").await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("by no key that verifies") && message.contains(&digest),
+        "{message}"
+    );
+
+    // A version the bundle does not have: terminal, Stalled.
+    kubectl_apply(&instance("2.10.x", "signer", &reference));
+    let (_, message, found) = wait_for_ready_reason(&api, "BuildFailed").await;
+    assert!(
+        message.contains("no Flux version in the bundle satisfies \"2.10.x\""),
+        "{message}"
+    );
+    let stalled = found
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Stalled");
+    assert_eq!(stalled.map(|c| c.status), Some("True".to_string()));
+
+    // No artifact: the bundle embedded in the binary.
+    kubectl_apply(&instance("2.7.x", "", ""));
+    let (_, message, _) = wait_for_ready_reason(&api, "Progressing").await;
+    assert!(
+        message.contains("Flux v2.7.5 selected from the bundle embedded in fluxop"),
+        "{message}"
+    );
+
+    // Every transition left an Event on the instance.
+    let events = kubectl()
+        .args([
+            "get",
+            "events",
+            "-n",
+            &namespace,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .output()
+        .unwrap();
+    let reasons = String::from_utf8_lossy(&events.stdout);
+    for reason in [
+        "Progressing",
+        "VerificationFailed",
+        "BuildFailed",
+        "OutdatedVersion",
+    ] {
+        assert!(
+            reasons.contains(reason),
+            "no {reason} event among: {reasons}"
         );
     }
 }

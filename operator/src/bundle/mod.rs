@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod cache;
 pub mod credentials;
+pub mod embedded;
 pub mod layout;
 pub mod reference;
 pub mod registry;

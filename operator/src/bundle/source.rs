@@ -54,7 +54,6 @@ pub struct Fetched {
 }
 
 pub struct Source {
-    pub registry: Registry,
     pub cache: Cache,
     pub limits: Limits,
     /// How many artifacts the cache keeps.
@@ -65,19 +64,20 @@ impl Source {
     /// Fetches `artifact`; with `public_key`, only after its cosign signature verified.
     pub async fn fetch(
         &self,
+        registry: &Registry,
         artifact: &ArtifactRef,
         credentials: &Credentials,
         public_key: Option<&[u8]>,
     ) -> Result<Fetched, Error> {
-        let digest = self.registry.resolve(artifact, credentials).await?;
+        let digest = registry.resolve(artifact, credentials).await?;
         let pinned = artifact.with_digest(&digest);
         if let Some(key) = public_key {
-            signature::verify(self.registry.config(), &pinned, key, credentials).await?;
+            signature::verify(registry.config(), &pinned, key, credentials).await?;
         }
         let (layer, from_cache) = match self.cache.get(&digest) {
             Some(layer) => (layer, true),
             None => {
-                let pulled = self.registry.pull(&pinned, credentials).await?;
+                let pulled = registry.pull(&pinned, credentials).await?;
                 (pulled.layer, false)
             }
         };

@@ -48,6 +48,22 @@ pub struct RunArgs {
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, env = "FLUXOP_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
     pub health_addr: SocketAddr,
+    /// Directory of the bundle cache (content-addressed; survives restarts when on a volume).
+    #[arg(long, env = "FLUXOP_CACHE_DIR", default_value = "/var/cache/fluxop")]
+    pub cache_dir: PathBuf,
+    /// Registry (host:port) to reach over plain HTTP instead of HTTPS (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "FLUXOP_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Secret in the operator's namespace whose `ca.crt` holds extra CA certificates for registries.
+    #[arg(long, env = "FLUXOP_REGISTRY_CA_SECRET")]
+    pub registry_ca_secret: Option<String>,
+    /// Timeout of every registry request, in seconds.
+    #[arg(long, env = "FLUXOP_REGISTRY_TIMEOUT", default_value_t = 60)]
+    pub registry_timeout: u64,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -58,7 +74,7 @@ pub struct LogArgs {
     #[arg(long, env = "FLUXOP_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
     /// Log level or filter directives (RUST_LOG wins when set).
-    #[arg(long, env = "FLUXOP_LOG_LEVEL", default_value = "info")]
+    #[arg(long, env = "FLUXOP_LOG_LEVEL", default_value = "info,sigstore=warn")]
     pub log_level: String,
 }
 
@@ -211,10 +227,32 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         version = env!("CARGO_PKG_VERSION"),
         "fluxop starting"
     );
+    let context = controller::Context {
+        recorder: kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "fluxop".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client,
+        metrics,
+        namespace: args.namespace.clone(),
+        registries: controller::RegistrySettings {
+            insecure: args.insecure_registries.clone(),
+            ca_secret: args.registry_ca_secret.clone(),
+            timeout: std::time::Duration::from_secs(args.registry_timeout),
+        },
+        source: crate::bundle::source::Source {
+            cache: crate::bundle::cache::Cache::new(&args.cache_dir),
+            limits: crate::bundle::archive::Limits::default(),
+            keep: 5,
+        },
+    };
     tokio::select! {
         _ = server::serve(metrics_listener, state.clone()) => {}
         _ = server::serve(health_listener, state) => {}
-        _ = controller::run(client, &args.namespace, health, metrics) => {}
+        _ = controller::run(context, health) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

@@ -1,52 +1,21 @@
-//! kube-runtime reconcilers. For now the `FluxInstance` controller watches the instances of
-//! the operator's namespace and records what it observes; installing Flux from them (bundle,
-//! render, apply, prune, health) is the lifecycle that builds on this watch.
+//! kube-runtime reconcilers: the `FluxInstance` controller of the operator's namespace.
+
+pub mod conditions;
+pub mod instance;
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{
-    api::FluxInstance,
-    server::Health,
-    telemetry::{Metrics, ReconcileLabels},
-};
+pub use instance::{Context, RegistrySettings};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("FluxInstance {name}: {message}")]
-    Instance { name: String, message: String },
-}
+use crate::{api::FluxInstance, server::Health, telemetry::ReconcileLabels};
 
-/// What every reconcile can reach.
-pub struct Context {
-    pub client: Client,
-    pub metrics: Arc<Metrics>,
-}
-
-async fn reconcile(instance: Arc<FluxInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tracing::info!(
-        instance = %instance.name_any(),
-        namespace = instance.namespace().unwrap_or_default(),
-        generation = instance.metadata.generation.unwrap_or_default(),
-        version = %instance.spec.distribution.version,
-        "observed FluxInstance"
-    );
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: "FluxInstance".into(),
-            result: "success".into(),
-        })
-        .inc();
-    Ok(Action::await_change())
-}
-
-fn error_policy(instance: Arc<FluxInstance>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(instance = %instance.name_any(), %error, "reconcile failed");
     ctx.metrics
         .reconciles
@@ -58,11 +27,11 @@ fn error_policy(instance: Arc<FluxInstance>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(Duration::from_secs(30))
 }
 
-/// Runs the `FluxInstance` controller of `namespace` until the watch stream ends. Marks the
-/// operator ready once the instance cache has synced, and not ready with the API server's
-/// reason while the watch fails (for example when the CRDs are not installed).
-pub async fn run(client: Client, namespace: &str, health: Arc<Health>, metrics: Arc<Metrics>) {
-    let instances = Api::<FluxInstance>::namespaced(client.clone(), namespace);
+/// Runs the `FluxInstance` controller of the context's namespace until the watch stream
+/// ends. Marks the operator ready once the instance cache has synced, and not ready with the
+/// API server's reason while the watch fails (for example when the CRDs are not installed).
+pub async fn run(ctx: Context, health: Arc<Health>) {
+    let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
     let controller = Controller::new(instances, watcher::Config::default());
     let store = controller.store();
     let ready = health.clone();
@@ -81,12 +50,9 @@ pub async fn run(client: Client, namespace: &str, health: Arc<Health>, metrics: 
             }
         }
     });
-    let ctx = Arc::new(Context {
-        client,
-        metrics: metrics.clone(),
-    });
+    let metrics = ctx.metrics.clone();
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(instance::reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(instance = %object.name, "reconciled"),
