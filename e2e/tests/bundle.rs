@@ -37,7 +37,7 @@ fn vendored_bundle() -> Bundle {
 async fn push(registry: &Registry, target: &ArtifactRef, bundle: &Bundle) -> ArtifactRef {
     let layer = archive::pack(bundle.files());
     let digest = registry
-        .push(target, &layer, BTreeMap::new(), &Credentials::Anonymous)
+        .push(target, &layer, BTreeMap::new())
         .await
         .expect("push");
     target.with_digest(&digest)
@@ -61,7 +61,7 @@ impl Drop for TempDir {
 
 #[tokio::test]
 async fn round_trip_build_push_sign_verify_pull_gives_back_the_same_tree() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let bundle = vendored_bundle();
     let keys = generate_key_pair(PASSWORD).unwrap();
     let target = artifact(&unique_repository("roundtrip"), "latest");
@@ -69,35 +69,18 @@ async fn round_trip_build_push_sign_verify_pull_gives_back_the_same_tree() {
     // The same input pushes to the same digest.
     assert_eq!(push(&registry, &target, &bundle).await, pinned);
 
-    signature::sign(
-        &config(),
-        &pinned,
-        keys.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect("sign");
-    signature::verify(
-        &config(),
-        &pinned,
-        keys.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect("verify");
+    signature::sign(&registry, &pinned, keys.private_pem.as_bytes(), PASSWORD)
+        .await
+        .expect("sign");
+    signature::verify(&registry, &pinned, keys.public_pem.as_bytes())
+        .await
+        .expect("verify");
 
     assert_eq!(
-        registry
-            .resolve(&target, &Credentials::Anonymous)
-            .await
-            .unwrap(),
+        registry.resolve(&target).await.unwrap(),
         pinned.digest.clone().unwrap()
     );
-    let pulled = registry
-        .pull(&pinned, &Credentials::Anonymous)
-        .await
-        .expect("pull");
+    let pulled = registry.pull(&pinned).await.expect("pull");
     let files = archive::unpack(&pulled.layer, &Limits::default()).expect("unpack");
     assert_eq!(
         &files,
@@ -190,7 +173,7 @@ async fn the_cli_round_trip_leaves_an_identical_directory() {
 
 #[tokio::test]
 async fn a_bundle_signed_with_another_key_is_refused_and_nothing_is_unpacked() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let (signer, other) = (
         generate_key_pair(PASSWORD).unwrap(),
         generate_key_pair(PASSWORD).unwrap(),
@@ -201,23 +184,12 @@ async fn a_bundle_signed_with_another_key_is_refused_and_nothing_is_unpacked() {
         &vendored_bundle(),
     )
     .await;
-    signature::sign(
-        &config(),
-        &pinned,
-        signer.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
-    let error = signature::verify(
-        &config(),
-        &pinned,
-        other.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect_err("another key must not verify");
+    signature::sign(&registry, &pinned, signer.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
+    let error = signature::verify(&registry, &pinned, other.public_pem.as_bytes())
+        .await
+        .expect_err("another key must not verify");
     let message = error.to_string();
     assert!(
         message.contains(&pinned.to_string()) && message.contains("by no key that verifies"),
@@ -240,7 +212,7 @@ async fn a_bundle_signed_with_another_key_is_refused_and_nothing_is_unpacked() {
 
 #[tokio::test]
 async fn an_unsigned_bundle_is_refused_with_a_message_naming_it() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let keys = generate_key_pair(PASSWORD).unwrap();
     let pinned = push(
         &registry,
@@ -248,14 +220,9 @@ async fn an_unsigned_bundle_is_refused_with_a_message_naming_it() {
         &vendored_bundle(),
     )
     .await;
-    let error = signature::verify(
-        &config(),
-        &pinned,
-        keys.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect_err("unsigned must not verify");
+    let error = signature::verify(&registry, &pinned, keys.public_pem.as_bytes())
+        .await
+        .expect_err("unsigned must not verify");
     let message = error.to_string();
     assert!(
         message.contains(&format!("{pinned} is not signed")),
@@ -269,7 +236,7 @@ async fn an_unsigned_bundle_is_refused_with_a_message_naming_it() {
 
 #[tokio::test]
 async fn a_bundle_changed_after_signing_is_refused() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let keys = generate_key_pair(PASSWORD).unwrap();
     let repository = unique_repository("tampered");
     let tag = artifact(&repository, "stable");
@@ -277,15 +244,9 @@ async fn a_bundle_changed_after_signing_is_refused() {
     // test corrupts the stored blob below.
     let own = own_bundle(&repository);
     let signed = push(&registry, &tag, &own).await;
-    signature::sign(
-        &config(),
-        &signed,
-        keys.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
+    signature::sign(&registry, &signed, keys.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
 
     // 1. The tag is moved to different content: that digest has no signature.
     let mut files = own.files().clone();
@@ -294,21 +255,11 @@ async fn a_bundle_changed_after_signing_is_refused() {
         b"# replaced after signing\n".to_vec(),
     );
     let replaced = push(&registry, &tag, &Bundle::from_files(files).unwrap()).await;
-    let moved = tag.with_digest(
-        &registry
-            .resolve(&tag, &Credentials::Anonymous)
-            .await
-            .unwrap(),
-    );
+    let moved = tag.with_digest(&registry.resolve(&tag).await.unwrap());
     assert_eq!(moved, replaced);
-    let error = signature::verify(
-        &config(),
-        &moved,
-        keys.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap_err();
+    let error = signature::verify(&registry, &moved, keys.public_pem.as_bytes())
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("is not signed"), "{error}");
 
     // 2. The old signature is copied to the new digest's signature tag: its payload names the
@@ -338,14 +289,9 @@ async fn a_bundle_changed_after_signing_is_refused() {
         )
         .await
         .expect("copy the signature");
-    let error = signature::verify(
-        &config(),
-        &replaced,
-        keys.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap_err();
+    let error = signature::verify(&registry, &replaced, keys.public_pem.as_bytes())
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("is not signed"),
         "a copied signature was accepted: {error}"
@@ -353,10 +299,7 @@ async fn a_bundle_changed_after_signing_is_refused() {
 
     // 3. The signed layer's blob is overwritten in the registry's storage: the signature still
     //    verifies (the manifest is intact) but the pull refuses the content.
-    let pulled = registry
-        .pull(&signed, &Credentials::Anonymous)
-        .await
-        .unwrap();
+    let pulled = registry.pull(&signed).await.unwrap();
     let layer_hex = archive::digest(&pulled.layer)
         .trim_start_matches("sha256:")
         .to_string();
@@ -368,16 +311,11 @@ async fn a_bundle_changed_after_signing_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&blob, &bytes).unwrap();
-    signature::verify(
-        &config(),
-        &signed,
-        keys.public_pem.as_bytes(),
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect("manifest still signed");
+    signature::verify(&registry, &signed, keys.public_pem.as_bytes())
+        .await
+        .expect("manifest still signed");
     let error = registry
-        .pull(&signed, &Credentials::Anonymous)
+        .pull(&signed)
         .await
         .expect_err("tampered layer must be refused");
     assert!(
@@ -394,7 +332,7 @@ async fn a_bundle_changed_after_signing_is_refused() {
 
 #[tokio::test]
 async fn signatures_interoperate_with_the_cosign_cli() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let work = TempDir::new("cosign");
     let repository = unique_repository("cosign");
 
@@ -407,15 +345,9 @@ async fn signatures_interoperate_with_the_cosign_cli() {
         &vendored_bundle(),
     )
     .await;
-    signature::sign(
-        &config(),
-        &pinned,
-        ours.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
+    signature::sign(&registry, &pinned, ours.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
     let verify = fluxop_e2e::cosign()
         .args([
             "verify",
@@ -472,31 +404,22 @@ async fn signatures_interoperate_with_the_cosign_cli() {
         String::from_utf8_lossy(&sign.stderr)
     );
     let cosign_pub = std::fs::read(work.0.join("cosign.pub")).unwrap();
-    signature::verify(&config(), &theirs, &cosign_pub, &Credentials::Anonymous)
+    signature::verify(&registry, &theirs, &cosign_pub)
         .await
         .expect("fluxop verifies cosign's signature");
     // And cosign's private key signs through fluxop too.
     let cosign_key = std::fs::read(work.0.join("cosign.key")).unwrap();
-    signature::sign(
-        &config(),
-        &pinned,
-        &cosign_key,
-        b"cosign-password",
-        &Credentials::Anonymous,
-    )
-    .await
-    .expect("cosign key");
+    signature::sign(&registry, &pinned, &cosign_key, b"cosign-password")
+        .await
+        .expect("cosign key");
 }
 
 #[tokio::test]
 async fn malformed_and_unreachable_artifacts_give_clear_errors() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     // A tag that does not exist.
     let missing = artifact(&unique_repository("missing"), "nope");
-    let error = registry
-        .resolve(&missing, &Credentials::Anonymous)
-        .await
-        .unwrap_err();
+    let error = registry.resolve(&missing).await.unwrap_err();
     assert!(
         matches!(error, registry::Error::NotFound { .. }),
         "{error:?}"
@@ -513,8 +436,8 @@ async fn malformed_and_unreachable_artifacts_give_clear_errors() {
         insecure: vec![closed.to_string()],
         ..RegistryConfig::default()
     };
-    let error = Registry::new(config_closed)
-        .resolve(&unreachable, &Credentials::Anonymous)
+    let error = Registry::new(config_closed, Credentials::Anonymous)
+        .resolve(&unreachable)
         .await
         .unwrap_err();
     assert!(
@@ -551,16 +474,8 @@ async fn malformed_and_unreachable_artifacts_give_clear_errors() {
         )
         .await
         .expect("push an image");
-    let pinned = image.with_digest(
-        &registry
-            .resolve(&image, &Credentials::Anonymous)
-            .await
-            .unwrap(),
-    );
-    let error = registry
-        .pull(&pinned, &Credentials::Anonymous)
-        .await
-        .unwrap_err();
+    let pinned = image.with_digest(&registry.resolve(&image).await.unwrap());
+    let error = registry.pull(&pinned).await.unwrap_err();
     let message = error.to_string();
     assert!(
         message.contains("is not a Flux bundle")
@@ -592,28 +507,19 @@ async fn malformed_and_unreachable_artifacts_give_clear_errors() {
 
 #[tokio::test]
 async fn push_records_the_flux_versions_for_listings() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let bundle = vendored_bundle();
     let target = artifact(&unique_repository("annotations"), "v1");
     let layer = archive::pack(bundle.files());
     let annotations =
         BTreeMap::from([(FLUX_VERSIONS_ANNOTATION.to_string(), "v2.8.8".to_string())]);
-    registry
-        .push(&target, &layer, annotations, &Credentials::Anonymous)
-        .await
-        .unwrap();
-    let (_, read) = registry
-        .annotations(&target, &Credentials::Anonymous)
-        .await
-        .unwrap();
+    registry.push(&target, &layer, annotations).await.unwrap();
+    let (_, read) = registry.annotations(&target).await.unwrap();
     assert_eq!(
         read.get(FLUX_VERSIONS_ANNOTATION).map(String::as_str),
         Some("v2.8.8")
     );
-    let tags = registry
-        .list_tags(&target, &Credentials::Anonymous)
-        .await
-        .unwrap();
+    let tags = registry.list_tags(&target).await.unwrap();
     assert_eq!(tags, ["v1"]);
 }
 
@@ -636,26 +542,20 @@ fn own_bundle(repository: &str) -> Bundle {
 
 #[tokio::test]
 async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let keys = generate_key_pair(PASSWORD).unwrap();
     let repository = unique_repository("cache");
     let tag = artifact(&repository, "latest");
     let bundle = own_bundle(&repository);
     let pinned = push(&registry, &tag, &bundle).await;
-    signature::sign(
-        &config(),
-        &pinned,
-        keys.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
+    signature::sign(&registry, &pinned, keys.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
     let (source, _dir) = source("cache");
     let key = Some(keys.public_pem.as_bytes());
 
     let first = source
-        .fetch(&registry, &tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, key)
         .await
         .expect("first fetch");
     assert!(!first.from_cache);
@@ -672,7 +572,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     ));
     std::fs::remove_dir_all(&blob_dir).expect("layer blob in the registry's storage");
     let second = source
-        .fetch(&registry, &tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, key)
         .await
         .expect("second fetch, from the cache");
     assert!(second.from_cache);
@@ -686,17 +586,11 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
         b"# next release of the channel\n".to_vec(),
     );
     let next = push(&registry, &tag, &Bundle::from_files(files).unwrap()).await;
-    signature::sign(
-        &config(),
-        &next,
-        keys.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
+    signature::sign(&registry, &next, keys.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
     let third = source
-        .fetch(&registry, &tag, &Credentials::Anonymous, key)
+        .fetch(&registry, &tag, key)
         .await
         .expect("third fetch");
     assert!(!third.from_cache);
@@ -705,7 +599,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
 
 #[tokio::test]
 async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
-    let registry = Registry::new(config());
+    let registry = Registry::new(config(), Credentials::Anonymous);
     let (signer, other) = (
         generate_key_pair(PASSWORD).unwrap(),
         generate_key_pair(PASSWORD).unwrap(),
@@ -716,33 +610,17 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     let (source, dir) = source("refuse");
 
     let unsigned = source
-        .fetch(
-            &registry,
-            &tag,
-            &Credentials::Anonymous,
-            Some(other.public_pem.as_bytes()),
-        )
+        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()))
         .await
         .unwrap_err();
     assert_eq!(unsigned.reason(), "VerificationFailed");
     assert!(unsigned.to_string().contains("is not signed"), "{unsigned}");
 
-    signature::sign(
-        &config(),
-        &pinned,
-        signer.private_pem.as_bytes(),
-        PASSWORD,
-        &Credentials::Anonymous,
-    )
-    .await
-    .unwrap();
+    signature::sign(&registry, &pinned, signer.private_pem.as_bytes(), PASSWORD)
+        .await
+        .unwrap();
     let wrong_key = source
-        .fetch(
-            &registry,
-            &tag,
-            &Credentials::Anonymous,
-            Some(other.public_pem.as_bytes()),
-        )
+        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()))
         .await
         .unwrap_err();
     assert_eq!(wrong_key.reason(), "VerificationFailed");
@@ -752,13 +630,122 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     );
 
     let missing = source
-        .fetch(
-            &registry,
-            &artifact(&repository, "v2"),
-            &Credentials::Anonymous,
-            None,
-        )
+        .fetch(&registry, &artifact(&repository, "v2"), None)
         .await
         .unwrap_err();
     assert_eq!(missing.reason(), "ArtifactFailed");
+}
+
+/// A registry of a test's own, started with options by hack/registry-up.sh and stopped on drop.
+struct OwnRegistry {
+    name: String,
+    address: String,
+    ca: PathBuf,
+}
+
+impl OwnRegistry {
+    fn start(prefix: &str, options: &[&str]) -> Self {
+        let name = format!("{prefix}-{}", std::process::id());
+        let output = Command::new(repo_root().join("hack/registry-up.sh"))
+            .arg(&name)
+            .args(options)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "registry-up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let state = std::env::var("FLUXOP_TESTBED_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::env::var("TMPDIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| PathBuf::from("/tmp"))
+                    .join("fluxop-testbed")
+            });
+        let ca = state.join("registries").join(&name).join("ca.crt");
+        Self { name, address, ca }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("hack/registry-down.sh"))
+            .arg(&self.name)
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_registry_with_a_private_ca_and_basic_auth_needs_both() {
+    use base64::Engine;
+    let own = OwnRegistry::start("auth-tls", &["--basic-auth", "flux:s3cr:et", "--tls"]);
+    let repository = unique_repository("auth");
+    let tag = ArtifactRef::parse(&format!("oci://{}/{repository}:v1", own.address)).unwrap();
+
+    // Without the CA the TLS handshake fails, and the error says so.
+    let error = Registry::new(RegistryConfig::default(), Credentials::Anonymous)
+        .resolve(&tag)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("cannot reach the registry of {tag}")),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("certificate") || message.contains("UnknownIssuer"),
+        "{message}"
+    );
+
+    // With the CA but without credentials: refused, and the message points at the credentials.
+    let with_ca = RegistryConfig {
+        ca_pem: vec![std::fs::read(&own.ca).unwrap()],
+        ..RegistryConfig::default()
+    };
+    let registry = Registry::new(with_ca.clone(), Credentials::Anonymous);
+    let error = registry.resolve(&tag).await.unwrap_err();
+    assert!(
+        matches!(error, registry::Error::Unauthorized { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("check the credentials"),
+        "{error}"
+    );
+
+    // With both, read from a kubernetes.io/dockerconfigjson Secret's content as the operator
+    // does: push, sign, verify and fetch all work.
+    let auth = base64::engine::general_purpose::STANDARD.encode("flux:s3cr:et");
+    let docker_config = format!(
+        r#"{{"auths": {{"https://{}": {{"auth": "{auth}"}}}}}}"#,
+        own.address
+    );
+    let credentials =
+        fluxop::bundle::credentials::from_docker_config(docker_config.as_bytes(), &own.address)
+            .expect("credentials");
+    assert!(matches!(credentials, Credentials::Basic { .. }));
+    let registry = Registry::new(with_ca, credentials);
+    let bundle = own_bundle(&repository);
+    let digest = registry
+        .push(&tag, &archive::pack(bundle.files()), BTreeMap::new())
+        .await
+        .expect("push");
+    let keys = generate_key_pair(PASSWORD).unwrap();
+    signature::sign(
+        &registry,
+        &tag.with_digest(&digest),
+        keys.private_pem.as_bytes(),
+        PASSWORD,
+    )
+    .await
+    .expect("sign over TLS with basic auth");
+    let (source, _dir) = source("auth");
+    let fetched = source
+        .fetch(&registry, &tag, Some(keys.public_pem.as_bytes()))
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.bundle.files(), bundle.files());
 }

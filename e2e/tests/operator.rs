@@ -265,7 +265,7 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         insecure: vec![registry_address.clone()],
         ..RegistryConfig::default()
     };
-    let registry = Registry::new(registry_config.clone());
+    let registry = Registry::new(registry_config.clone(), Credentials::Anonymous);
     let files = archive::read_dir(&repo_root().join("manifests-bundle")).unwrap();
     let bundle = Bundle::from_files(files).unwrap();
     let reference = format!(
@@ -274,12 +274,7 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
     );
     let tag = ArtifactRef::parse(&reference).unwrap();
     let digest = registry
-        .push(
-            &tag,
-            &archive::pack(bundle.files()),
-            Default::default(),
-            &Credentials::Anonymous,
-        )
+        .push(&tag, &archive::pack(bundle.files()), Default::default())
         .await
         .unwrap();
     let (signer, other) = (
@@ -287,11 +282,10 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         signature::generate_key_pair(b"").unwrap(),
     );
     signature::sign(
-        &registry_config,
+        &registry,
         &tag.with_digest(&digest),
         signer.private_pem.as_bytes(),
         b"",
-        &Credentials::Anonymous,
     )
     .await
     .unwrap();

@@ -235,22 +235,30 @@ struct Manifest {
     annotations: BTreeMap<String, String>,
 }
 
-/// A registry client with fluxop's rules for bundles.
+/// A registry client with fluxop's rules for bundles, bound to one set of credentials: the
+/// underlying client keeps the first credentials it sees per registry host, so a client is
+/// never shared between identities.
 pub struct Registry {
     client: Client,
     config: RegistryConfig,
+    credentials: Credentials,
 }
 
 impl Registry {
-    pub fn new(config: RegistryConfig) -> Self {
+    pub fn new(config: RegistryConfig, credentials: Credentials) -> Self {
         Self {
             client: Client::new(config.client_config()),
             config,
+            credentials,
         }
     }
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Pushes `layer` as a Flux artifact and tags it; returns the manifest digest. The
@@ -260,10 +268,9 @@ impl Registry {
         target: &ArtifactRef,
         layer: &[u8],
         annotations: BTreeMap<String, String>,
-        credentials: &Credentials,
     ) -> Result<String, Error> {
         let reference = target.to_oci();
-        let auth = credentials.to_registry_auth();
+        let auth = self.credentials.to_registry_auth();
         let classify = |operation, e| Error::classify(operation, target, e);
         self.client
             .auth(&reference, &auth, oci_client::RegistryOperation::Push)
@@ -298,31 +305,23 @@ impl Registry {
     }
 
     /// The digest a tag points at now (a HEAD request; nothing is downloaded).
-    pub async fn resolve(
-        &self,
-        artifact: &ArtifactRef,
-        credentials: &Credentials,
-    ) -> Result<String, Error> {
+    pub async fn resolve(&self, artifact: &ArtifactRef) -> Result<String, Error> {
         if let Some(digest) = &artifact.digest {
             return Ok(digest.clone());
         }
         self.client
-            .fetch_manifest_digest(&artifact.to_oci(), &credentials.to_registry_auth())
+            .fetch_manifest_digest(&artifact.to_oci(), &self.credentials.to_registry_auth())
             .await
             .map_err(|e| Error::classify("resolve", artifact, e))
     }
 
-    async fn manifest(
-        &self,
-        artifact: &ArtifactRef,
-        credentials: &Credentials,
-    ) -> Result<(String, Manifest), Error> {
+    async fn manifest(&self, artifact: &ArtifactRef) -> Result<(String, Manifest), Error> {
         let reference = artifact.to_oci();
         let (bytes, _) = self
             .client
             .pull_manifest_raw(
                 &reference,
-                &credentials.to_registry_auth(),
+                &self.credentials.to_registry_auth(),
                 &[OCI_IMAGE_MEDIA_TYPE],
             )
             .await
@@ -347,17 +346,13 @@ impl Registry {
 
     /// Pulls the artifact pinned by digest: checks the manifest digest, the Flux media types
     /// and the layer size before downloading, and the layer digest after.
-    pub async fn pull(
-        &self,
-        artifact: &ArtifactRef,
-        credentials: &Credentials,
-    ) -> Result<PulledArtifact, Error> {
+    pub async fn pull(&self, artifact: &ArtifactRef) -> Result<PulledArtifact, Error> {
         if artifact.digest.is_none() {
             return Err(Error::NotPinned {
                 reference: artifact.to_string(),
             });
         }
-        let (manifest_digest, manifest) = self.manifest(artifact, credentials).await?;
+        let (manifest_digest, manifest) = self.manifest(artifact).await?;
         let layer = match manifest.layers.as_slice() {
             [layer]
                 if manifest.config.media_type == CONFIG_MEDIA_TYPE
@@ -412,21 +407,16 @@ impl Registry {
     pub async fn annotations(
         &self,
         artifact: &ArtifactRef,
-        credentials: &Credentials,
     ) -> Result<(String, BTreeMap<String, String>), Error> {
-        let (digest, manifest) = self.manifest(artifact, credentials).await?;
+        let (digest, manifest) = self.manifest(artifact).await?;
         Ok((digest, manifest.annotations))
     }
 
     /// Every tag of the repository, following the registry's pagination.
-    pub async fn list_tags(
-        &self,
-        repository: &ArtifactRef,
-        credentials: &Credentials,
-    ) -> Result<Vec<String>, Error> {
+    pub async fn list_tags(&self, repository: &ArtifactRef) -> Result<Vec<String>, Error> {
         const PAGE: usize = 100;
         let reference: Reference = repository.repository_ref().to_oci();
-        let auth = credentials.to_registry_auth();
+        let auth = self.credentials.to_registry_auth();
         let mut tags: Vec<String> = Vec::new();
         loop {
             let page = self

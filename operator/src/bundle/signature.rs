@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::{
     reference::ArtifactRef,
-    registry::{Credentials, RegistryConfig},
+    registry::{Credentials, Registry, RegistryConfig},
 };
 
 /// Cosign's key type: ECDSA P-256 with SHA-256.
@@ -140,12 +140,12 @@ fn pinned(artifact: &ArtifactRef) -> Result<OciReference, Error> {
 /// Signs the artifact pinned by digest and pushes the signature to its `.sig` tag; returns
 /// that tag.
 pub async fn sign(
-    config: &RegistryConfig,
+    registry: &Registry,
     artifact: &ArtifactRef,
     private_pem: &[u8],
     password: &[u8],
-    credentials: &Credentials,
 ) -> Result<String, Error> {
+    let (config, credentials) = (registry.config(), registry.credentials());
     let image = pinned(artifact)?;
     let signer = signer(private_pem, password)?;
     let registry_error = |operation, detail: String| Error::Registry {
@@ -175,11 +175,11 @@ pub async fn sign(
 /// Verifies that the artifact pinned by digest carries a signature made with the private key
 /// of `public_pem`. Nothing of the artifact is downloaded.
 pub async fn verify(
-    config: &RegistryConfig,
+    registry: &Registry,
     artifact: &ArtifactRef,
     public_pem: &[u8],
-    credentials: &Credentials,
 ) -> Result<(), Error> {
+    let (config, credentials) = (registry.config(), registry.credentials());
     let image = pinned(artifact)?;
     let verifier = parse_public_key(public_pem)?;
     let registry_error = |operation, detail: String| Error::Registry {

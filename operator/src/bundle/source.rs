@@ -7,7 +7,7 @@ use super::{
     cache::Cache,
     layout::Bundle,
     reference::ArtifactRef,
-    registry::{self, Credentials, Registry},
+    registry::{self, Registry},
     signature,
 };
 use crate::api::constants::reason;
@@ -66,18 +66,17 @@ impl Source {
         &self,
         registry: &Registry,
         artifact: &ArtifactRef,
-        credentials: &Credentials,
         public_key: Option<&[u8]>,
     ) -> Result<Fetched, Error> {
-        let digest = registry.resolve(artifact, credentials).await?;
+        let digest = registry.resolve(artifact).await?;
         let pinned = artifact.with_digest(&digest);
         if let Some(key) = public_key {
-            signature::verify(registry.config(), &pinned, key, credentials).await?;
+            signature::verify(registry, &pinned, key).await?;
         }
         let (layer, from_cache) = match self.cache.get(&digest) {
             Some(layer) => (layer, true),
             None => {
-                let pulled = registry.pull(&pinned, credentials).await?;
+                let pulled = registry.pull(&pinned).await?;
                 (pulled.layer, false)
             }
         };

@@ -96,6 +96,11 @@ impl RegistryArgs {
         })
     }
 
+    /// A client for the registry of `artifact`, with these flags' settings and credentials.
+    fn registry(&self, artifact: &ArtifactRef) -> Result<Registry, Error> {
+        Ok(Registry::new(self.config(artifact)?, self.credentials()))
+    }
+
     fn credentials(&self) -> Credentials {
         match (&self.token, &self.username) {
             (Some(token), _) => Credentials::Bearer(token.clone()),
@@ -217,16 +222,12 @@ fn versions_text(bundle: &Bundle) -> String {
 }
 
 /// The artifact pinned to the digest its tag points at now.
-async fn pinned(
-    registry: &Registry,
-    artifact: ArtifactRef,
-    credentials: &Credentials,
-) -> Result<ArtifactRef, Error> {
+async fn pinned(registry: &Registry, artifact: ArtifactRef) -> Result<ArtifactRef, Error> {
     if artifact.digest.is_some() {
         return Ok(artifact);
     }
     progress(format_args!("resolving {artifact}"));
-    let digest = registry.resolve(&artifact, credentials).await?;
+    let digest = registry.resolve(&artifact).await?;
     Ok(artifact.with_digest(&digest))
 }
 
@@ -255,7 +256,7 @@ pub async fn execute(command: BundleCommand) -> Result<(), Error> {
             let target = parse_reference(&args.reference)?;
             let bundle = read_bundle(&args.dir)?;
             let layer = archive::pack(bundle.files());
-            let registry = Registry::new(args.registry.config(&target)?);
+            let registry = args.registry.registry(&target)?;
             progress(format_args!(
                 "pushing {} files ({} KiB) with Flux {} to {target}",
                 bundle.files().len(),
@@ -264,43 +265,36 @@ pub async fn execute(command: BundleCommand) -> Result<(), Error> {
             ));
             let annotations =
                 BTreeMap::from([(FLUX_VERSIONS_ANNOTATION.to_string(), versions_text(&bundle))]);
-            let digest = registry
-                .push(&target, &layer, annotations, &args.registry.credentials())
-                .await?;
+            let digest = registry.push(&target, &layer, annotations).await?;
             progress(format_args!("pushed {digest}"));
             println!("{}", target.with_digest(&digest));
         }
         BundleCommand::Sign(args) => {
             let artifact = parse_reference(&args.reference)?;
-            let config = args.registry.config(&artifact)?;
-            let credentials = args.registry.credentials();
-            let artifact = pinned(&Registry::new(config.clone()), artifact, &credentials).await?;
+            let registry = args.registry.registry(&artifact)?;
+            let artifact = pinned(&registry, artifact).await?;
             let key = Zeroizing::new(read(&args.key)?);
             progress(format_args!("signing {artifact}"));
-            let tag =
-                signature::sign(&config, &artifact, &key, &cosign_password(), &credentials).await?;
+            let tag = signature::sign(&registry, &artifact, &key, &cosign_password()).await?;
             progress(format_args!("pushed the signature to {tag}"));
         }
         BundleCommand::Verify(args) => {
             let artifact = parse_reference(&args.reference)?;
-            let config = args.registry.config(&artifact)?;
-            let credentials = args.registry.credentials();
-            let artifact = pinned(&Registry::new(config.clone()), artifact, &credentials).await?;
-            signature::verify(&config, &artifact, &read(&args.key)?, &credentials).await?;
+            let registry = args.registry.registry(&artifact)?;
+            let artifact = pinned(&registry, artifact).await?;
+            signature::verify(&registry, &artifact, &read(&args.key)?).await?;
             println!("verified: {artifact} is signed by {}", args.key.display());
         }
         BundleCommand::Pull(args) => {
             let artifact = parse_reference(&args.reference)?;
-            let config = args.registry.config(&artifact)?;
-            let credentials = args.registry.credentials();
-            let registry = Registry::new(config.clone());
-            let artifact = pinned(&registry, artifact, &credentials).await?;
+            let registry = args.registry.registry(&artifact)?;
+            let artifact = pinned(&registry, artifact).await?;
             if let Some(key) = &args.key {
                 progress(format_args!("verifying the signature of {artifact}"));
-                signature::verify(&config, &artifact, &read(key)?, &credentials).await?;
+                signature::verify(&registry, &artifact, &read(key)?).await?;
             }
             progress(format_args!("pulling {artifact}"));
-            let pulled = registry.pull(&artifact, &credentials).await?;
+            let pulled = registry.pull(&artifact).await?;
             let files = archive::unpack(&pulled.layer, &Limits::default()).map_err(|source| {
                 Error::BundleArchive {
                     dir: args.output.clone(),
@@ -372,9 +366,8 @@ struct TagRow {
 
 async fn list(args: ListArgs) -> Result<(), Error> {
     let repository = parse_reference(&args.reference)?;
-    let registry = Registry::new(args.registry.config(&repository)?);
-    let credentials = args.registry.credentials();
-    let tags = registry.list_tags(&repository, &credentials).await?;
+    let registry = args.registry.registry(&repository)?;
+    let tags = registry.list_tags(&repository).await?;
     // cosign's signature tags (sha256-<hex>.sig) mark their digest as signed.
     let signed: Vec<&str> = tags
         .iter()
@@ -390,7 +383,7 @@ async fn list(args: ListArgs) -> Result<(), Error> {
             digest: None,
             ..repository.repository_ref()
         };
-        let (digest, annotations) = registry.annotations(&artifact, &credentials).await?;
+        let (digest, annotations) = registry.annotations(&artifact).await?;
         let flux_versions = annotations
             .get(FLUX_VERSIONS_ANNOTATION)
             .map(|v| {

@@ -207,15 +207,18 @@ async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failur
             .await?,
         ],
     };
-    let registry = Registry::new(RegistryConfig {
-        insecure: ctx.registries.insecure.clone(),
-        ca_pem,
-        timeout: ctx.registries.timeout,
-        ..RegistryConfig::default()
-    });
+    let registry = Registry::new(
+        RegistryConfig {
+            insecure: ctx.registries.insecure.clone(),
+            ca_pem,
+            timeout: ctx.registries.timeout,
+            ..RegistryConfig::default()
+        },
+        credentials,
+    );
     let fetched = ctx
         .source
-        .fetch(&registry, &artifact, &credentials, public_key.as_deref())
+        .fetch(&registry, &artifact, public_key.as_deref())
         .await
         .map_err(|e| Failure::retry(e.reason(), e.to_string()))?;
     tracing::info!(artifact = %fetched.artifact, from_cache = fetched.from_cache, "bundle fetched");
