@@ -138,8 +138,8 @@ async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failur
     let Some(artifact) = distribution.artifact.as_deref().filter(|a| !a.is_empty()) else {
         return match embedded::bundle() {
             Some(Ok((digest, bundle))) => Ok(Fetched {
+                origin: format!("the bundle embedded in fluxop ({digest})"),
                 digest,
-                origin: "the bundle embedded in fluxop".into(),
                 bundle,
             }),
             Some(Err(e)) => Err(Failure::stalled(
@@ -336,8 +336,8 @@ pub async fn reconcile(instance: Arc<FluxInstance>, ctx: Arc<Context>) -> Result
                 Ok(selection) => (
                     Some(fetched.digest.clone()),
                     Ok(format!(
-                        "Flux v{} selected from {} ({}); installing it is not implemented in this fluxop version yet",
-                        selection.version, fetched.origin, fetched.digest
+                        "Flux v{} selected from {}; installing it is not implemented in this fluxop version yet",
+                        selection.version, fetched.origin
                     )),
                     selection.newer_outside_range,
                 ),

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Benchmarks on this machine's real test bed (release builds). Prints figures; asserts nothing.
+#   hack/bench.sh            every bench
+#   hack/bench.sh bundle     fetching a bundle: resolve, verify, pull or cache, unpack
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+which="${1:-all}"
+hack/vendor-flux.sh >/dev/null 2>&1
+NAME="bench-$$"
+trap 'hack/registry-down.sh "$NAME" >/dev/null 2>&1 || true' EXIT
+if [ "$which" = all ] || [ "$which" = bundle ]; then
+  export FLUXOP_E2E_REGISTRY
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
+  cargo bench -p fluxop-e2e --bench bundle_fetch
+fi
