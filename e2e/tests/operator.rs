@@ -97,22 +97,7 @@ async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
         "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\n\
          spec:\n  distribution:\n    version: 2.x\n    registry: ghcr.io/fluxcd\n"
     );
-    let mut apply = kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(instance.as_bytes())
-        .unwrap();
-    assert!(
-        apply.wait().unwrap().success(),
-        "kubectl apply of the instance failed"
-    );
+    kubectl_apply(&instance);
     eventually(
         Duration::from_secs(30),
         "a FluxInstance reconcile counted in /metrics",

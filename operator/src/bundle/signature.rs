@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::{
     reference::ArtifactRef,
-    registry::{Credentials, Registry, RegistryConfig},
+    registry::{Registry, RegistryConfig},
 };
 
 /// Cosign's key type: ECDSA P-256 with SHA-256.
@@ -89,19 +89,23 @@ pub fn parse_public_key(public_pem: &[u8]) -> Result<PublicKeyVerifier, Error> {
     PublicKeyVerifier::try_from(public_pem).map_err(|e| Error::PublicKey(e.to_string()))
 }
 
+/// sigstore's registry client, configured from the same [`RegistryConfig::client_config`] as
+/// the bundle client, so plain-HTTP and CA rules live in one place.
 fn sigstore_client(config: &RegistryConfig) -> Result<sigstore::cosign::Client, String> {
+    use oci_client::client::ClientProtocol as Oci;
+    let oci = config.client_config();
     let client_config = ClientConfig {
-        protocol: if config.insecure.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(config.insecure.clone())
+        protocol: match oci.protocol {
+            Oci::Http => ClientProtocol::Http,
+            Oci::Https => ClientProtocol::Https,
+            Oci::HttpsExcept(hosts) => ClientProtocol::HttpsExcept(hosts),
         },
-        extra_root_certificates: config
-            .ca_pem
-            .iter()
-            .map(|pem| Certificate {
+        extra_root_certificates: oci
+            .extra_root_certificates
+            .into_iter()
+            .map(|c| Certificate {
                 encoding: CertificateEncoding::Pem,
-                data: pem.clone(),
+                data: c.data,
             })
             .collect(),
         ..ClientConfig::default()
@@ -112,8 +116,40 @@ fn sigstore_client(config: &RegistryConfig) -> Result<sigstore::cosign::Client, 
         .map_err(|e| e.to_string())
 }
 
-fn auth(credentials: &Credentials) -> Auth {
-    (&credentials.to_registry_auth()).into()
+fn registry_error(artifact: &ArtifactRef, operation: &'static str, detail: impl ToString) -> Error {
+    Error::Registry {
+        operation,
+        reference: artifact.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A sigstore client with the registry's settings and credentials, and where the artifact's
+/// signatures live.
+struct Session {
+    client: sigstore::cosign::Client,
+    auth: Auth,
+    image: OciReference,
+    signature_image: OciReference,
+    digest: String,
+}
+
+async fn open(registry: &Registry, artifact: &ArtifactRef) -> Result<Session, Error> {
+    let image = pinned(artifact)?;
+    let mut client = sigstore_client(registry.config())
+        .map_err(|e| registry_error(artifact, "connect to the registry of", e))?;
+    let auth: Auth = (&registry.credentials().to_registry_auth()).into();
+    let (signature_image, digest) = client
+        .triangulate(&image, &auth)
+        .await
+        .map_err(|e| registry_error(artifact, "resolve", e))?;
+    Ok(Session {
+        client,
+        auth,
+        image,
+        signature_image,
+        digest,
+    })
 }
 
 fn pinned(artifact: &ArtifactRef) -> Result<OciReference, Error> {
@@ -145,31 +181,19 @@ pub async fn sign(
     private_pem: &[u8],
     password: &[u8],
 ) -> Result<String, Error> {
-    let (config, credentials) = (registry.config(), registry.credentials());
-    let image = pinned(artifact)?;
     let signer = signer(private_pem, password)?;
-    let registry_error = |operation, detail: String| Error::Registry {
-        operation,
-        reference: artifact.to_string(),
-        detail,
-    };
-    let mut client =
-        sigstore_client(config).map_err(|e| registry_error("connect to the registry of", e))?;
-    let auth = auth(credentials);
-    let (signature_image, digest) = client
-        .triangulate(&image, &auth)
-        .await
-        .map_err(|e| registry_error("resolve", e.to_string()))?;
-    let mut layer = SignatureLayer::new_unsigned(&image, &digest)
-        .map_err(|e| registry_error("sign", e.to_string()))?;
+    let mut session = open(registry, artifact).await?;
+    let mut layer = SignatureLayer::new_unsigned(&session.image, &session.digest)
+        .map_err(|e| registry_error(artifact, "sign", e))?;
     PrivateKeySigner::new_with_signer(signer)
         .add_constraint(&mut layer)
-        .map_err(|e| registry_error("sign", e.to_string()))?;
-    client
-        .push_signature(None, &auth, &signature_image, vec![layer])
+        .map_err(|e| registry_error(artifact, "sign", e))?;
+    session
+        .client
+        .push_signature(None, &session.auth, &session.signature_image, vec![layer])
         .await
-        .map_err(|e| registry_error("push the signature of", e.to_string()))?;
-    Ok(signature_image.to_string())
+        .map_err(|e| registry_error(artifact, "push the signature of", e))?;
+    Ok(session.signature_image.to_string())
 }
 
 /// Verifies that the artifact pinned by digest carries a signature made with the private key
@@ -179,30 +203,18 @@ pub async fn verify(
     artifact: &ArtifactRef,
     public_pem: &[u8],
 ) -> Result<(), Error> {
-    let (config, credentials) = (registry.config(), registry.credentials());
-    let image = pinned(artifact)?;
     let verifier = parse_public_key(public_pem)?;
-    let registry_error = |operation, detail: String| Error::Registry {
-        operation,
-        reference: artifact.to_string(),
-        detail,
-    };
-    let mut client =
-        sigstore_client(config).map_err(|e| registry_error("connect to the registry of", e))?;
-    let auth = auth(credentials);
-    let (signature_image, _) = client
-        .triangulate(&image, &auth)
-        .await
-        .map_err(|e| registry_error("resolve", e.to_string()))?;
+    let mut session = open(registry, artifact).await?;
     // Layers whose payload names another digest are already dropped here.
-    let layers = client
-        .trusted_signature_layers(&auth, &image)
+    let layers = session
+        .client
+        .trusted_signature_layers(&session.auth, &session.image)
         .await
-        .map_err(|e| registry_error("fetch the signatures of", e.to_string()))?;
+        .map_err(|e| registry_error(artifact, "fetch the signatures of", e))?;
     if layers.is_empty() {
         return Err(Error::NotSigned {
             reference: artifact.to_string(),
-            signature_tag: signature_image.to_string(),
+            signature_tag: session.signature_image.to_string(),
         });
     }
     let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
