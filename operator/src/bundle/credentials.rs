@@ -16,6 +16,11 @@ pub enum Error {
         "the Secret's entry for {registry} has an auth field that is not base64 of user:password"
     )]
     BadAuth { registry: String },
+    #[error(
+        "the Secret's entry for {registry} holds only an identitytoken (an OAuth refresh token), \
+         which fluxop cannot exchange; use username/password or a registrytoken"
+    )]
+    IdentityTokenOnly { registry: String },
 }
 
 #[derive(Deserialize)]
@@ -56,12 +61,7 @@ pub fn from_docker_config(config_json: &[u8], registry: &str) -> Result<Credenti
     let Some((key, entry)) = config.auths.iter().find(|(key, _)| wanted(key)) else {
         return Ok(Credentials::Anonymous);
     };
-    if let Some(token) = entry
-        .registry_token
-        .as_ref()
-        .or(entry.identity_token.as_ref())
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = entry.registry_token.as_ref().filter(|t| !t.is_empty()) {
         return Ok(Credentials::Bearer(token.clone()));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
@@ -83,6 +83,11 @@ pub fn from_docker_config(config_json: &[u8], registry: &str) -> Result<Credenti
             Ok(Credentials::Basic {
                 username: username.to_string(),
                 password: password.to_string(),
+            })
+        }
+        _ if entry.identity_token.as_ref().is_some_and(|t| !t.is_empty()) => {
+            Err(Error::IdentityTokenOnly {
+                registry: key.clone(),
             })
         }
         _ => Ok(Credentials::Anonymous),
