@@ -181,3 +181,48 @@ pub fn unique_repository(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A registry of a test's own, started with options by `hack/registry-up.sh` (for example
+/// `--tls`, `--basic-auth user:password`) and stopped when dropped.
+pub struct OwnRegistry {
+    pub name: String,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    /// The CA of a `--tls` registry.
+    pub ca: PathBuf,
+}
+
+impl OwnRegistry {
+    pub fn start(prefix: &str, options: &[&str]) -> Self {
+        let name = format!("{prefix}-{}", std::process::id());
+        let output = Command::new(repo_root().join("hack/registry-up.sh"))
+            .arg(&name)
+            .args(options)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "registry-up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let state = std::env::var("FLUXOP_TESTBED_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::env::var("TMPDIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| PathBuf::from("/tmp"))
+                    .join("fluxop-testbed")
+            });
+        let ca = state.join("registries").join(&name).join("ca.crt");
+        Self { name, address, ca }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("hack/registry-down.sh"))
+            .arg(&self.name)
+            .output();
+    }
+}

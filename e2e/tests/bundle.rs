@@ -11,7 +11,9 @@ use fluxop::bundle::{
     registry::{self, Credentials, Registry, RegistryConfig},
     signature::{self, generate_key_pair},
 };
-use fluxop_e2e::{fluxop, registry_address, registry_data_dir, repo_root, unique_repository};
+use fluxop_e2e::{
+    OwnRegistry, fluxop, registry_address, registry_data_dir, repo_root, unique_repository,
+};
 
 const PASSWORD: &[u8] = b"e2e-password";
 
@@ -634,48 +636,6 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
         .await
         .unwrap_err();
     assert_eq!(missing.reason(), "ArtifactFailed");
-}
-
-/// A registry of a test's own, started with options by hack/registry-up.sh and stopped on drop.
-struct OwnRegistry {
-    name: String,
-    address: String,
-    ca: PathBuf,
-}
-
-impl OwnRegistry {
-    fn start(prefix: &str, options: &[&str]) -> Self {
-        let name = format!("{prefix}-{}", std::process::id());
-        let output = Command::new(repo_root().join("hack/registry-up.sh"))
-            .arg(&name)
-            .args(options)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "registry-up failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let state = std::env::var("FLUXOP_TESTBED_STATE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                std::env::var("TMPDIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|_| PathBuf::from("/tmp"))
-                    .join("fluxop-testbed")
-            });
-        let ca = state.join("registries").join(&name).join("ca.crt");
-        Self { name, address, ca }
-    }
-}
-
-impl Drop for OwnRegistry {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("hack/registry-down.sh"))
-            .arg(&self.name)
-            .output();
-    }
 }
 
 #[tokio::test]

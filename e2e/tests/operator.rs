@@ -380,3 +380,77 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         );
     }
 }
+
+#[tokio::test]
+async fn the_operator_reads_registry_credentials_and_ca_from_secrets() {
+    use base64::Engine;
+    use fluxop::bundle::{
+        archive,
+        layout::Bundle,
+        reference::ArtifactRef,
+        registry::{Credentials, Registry, RegistryConfig},
+    };
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "secrets").await;
+    let own =
+        fluxop_e2e::OwnRegistry::start("operator-tls", &["--tls", "--basic-auth", "puller:pa55"]);
+    let ca = std::fs::read_to_string(&own.ca).unwrap();
+
+    // Publish with the credentials the operator will get from the artifactPullSecret.
+    let credentials = Credentials::Basic {
+        username: "puller".into(),
+        password: "pa55".into(),
+    };
+    let config = RegistryConfig {
+        ca_pem: vec![ca.clone().into_bytes()],
+        ..RegistryConfig::default()
+    };
+    let reference = format!("oci://{}/flux/bundle:v1", own.address);
+    let files = archive::read_dir(&repo_root().join("manifests-bundle")).unwrap();
+    let layer = archive::pack(Bundle::from_files(files).unwrap().files());
+    let digest = Registry::new(config, credentials)
+        .push(
+            &ArtifactRef::parse(&reference).unwrap(),
+            &layer,
+            Default::default(),
+        )
+        .await
+        .expect("push");
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:pa55");
+    let docker_config = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, own.address);
+    let indent = |text: &str| {
+        text.lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    kubectl_apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-ca\n  namespace: {namespace}\nstringData:\n  ca.crt: |\n{}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\n  namespace: {namespace}\ntype: kubernetes.io/dockerconfigjson\n\
+         stringData:\n  .dockerconfigjson: '{docker_config}'\n",
+        indent(&ca)
+    ));
+    let instance = |pull_secret: &str| {
+        format!(
+            "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\n\
+             spec:\n  distribution:\n    version: \"2.9.x\"\n    registry: ghcr.io/fluxcd\n    artifact: {reference}\n{pull_secret}"
+        )
+    };
+    let api = kube::Api::<fluxop::api::FluxInstance>::namespaced(client.clone(), &namespace);
+
+    // The operator trusts the CA from its Secret; without the pull secret it is refused.
+    let (_operator, _, _) =
+        start_operator(&namespace, &["--registry-ca-secret", "registry-ca"]).await;
+    kubectl_apply(&instance(""));
+    let (status, message, _) = wait_for_ready_reason(&api, "ArtifactFailed").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("check the credentials"), "{message}");
+
+    // With the artifactPullSecret the bundle is fetched.
+    kubectl_apply(&instance("    artifactPullSecret: pull\n"));
+    let (_, message, found) = wait_for_ready_reason(&api, "Progressing").await;
+    assert!(message.contains("Flux v2.9.4 selected"), "{message}");
+    assert_eq!(found.status.unwrap().last_artifact_revision, Some(digest));
+}
