@@ -2,7 +2,7 @@
 //! unpack the bundle; or the embedded bundle) and select (the Flux version). Rendering,
 //! applying and health checks build on these.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
@@ -95,7 +95,8 @@ struct Fetched {
     digest: String,
     /// Where it came from, for messages.
     origin: String,
-    bundle: Bundle,
+    /// Borrowed when embedded (built once per process), owned when fetched.
+    bundle: Cow<'static, Bundle>,
 }
 
 async fn secret_data(
@@ -139,8 +140,8 @@ async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failur
         return match embedded::bundle() {
             Some(Ok((digest, bundle))) => Ok(Fetched {
                 origin: format!("the bundle embedded in fluxop ({digest})"),
-                digest,
-                bundle,
+                digest: digest.clone(),
+                bundle: Cow::Borrowed(bundle),
             }),
             Some(Err(e)) => Err(Failure::stalled(
                 reason::ARTIFACT_FAILED,
@@ -225,7 +226,7 @@ async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failur
     Ok(Fetched {
         digest: fetched.digest,
         origin: fetched.artifact.to_string(),
-        bundle: fetched.bundle,
+        bundle: Cow::Owned(fetched.bundle),
     })
 }
 
