@@ -5,5 +5,10 @@ pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod controller;
+pub mod render;
 pub mod server;
 pub mod telemetry;
+pub mod yaml;
+
+#[cfg(test)]
+pub(crate) mod testing;

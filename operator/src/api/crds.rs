@@ -17,7 +17,7 @@ pub fn file_name(crd: &CustomResourceDefinition) -> String {
 
 /// One CRD as a YAML document (without the `---` separator).
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {
-    serde_saphyr::to_string(crd)
+    crate::yaml::to_string(crd)
 }
 
 #[cfg(test)]

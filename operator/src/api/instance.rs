@@ -211,7 +211,7 @@ pub struct CommonMetadata {
 }
 
 /// The Kubernetes cluster Flux is installed on.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new(
     "(has(self.objectLevelWorkloadIdentity) && self.objectLevelWorkloadIdentity) || !has(self.multitenantWorkloadIdentity) || !self.multitenantWorkloadIdentity"
 ).message(".objectLevelWorkloadIdentity must be set to true when .multitenantWorkloadIdentity is set to true"))]

@@ -183,17 +183,7 @@ mod tests {
     use super::*;
     use crate::bundle::archive;
 
-    /// The bundle `hack/vendor-flux.sh` assembles from the four real Flux releases.
-    fn vendored() -> Bundle {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests-bundle");
-        assert!(
-            dir.join("flux").is_dir(),
-            "{}/flux is missing: run hack/vendor-flux.sh (hack/test.sh does) to vendor the Flux releases",
-            dir.display()
-        );
-        Bundle::from_files(archive::read_dir(&dir).expect("read manifests-bundle"))
-            .expect("valid bundle")
-    }
+    use crate::testing::vendored_bundle as vendored;
 
     #[test]
     fn the_vendored_bundle_carries_the_four_flux_releases_with_catalogs() {

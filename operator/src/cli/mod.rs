@@ -35,6 +35,31 @@ pub enum Command {
     /// Build Flux bundles: the OCI artifacts fluxop installs Flux from.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Render offline what an instance installs.
+    #[command(subcommand)]
+    Build(BuildCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildCommand {
+    /// Print the objects a FluxInstance installs, as YAML, without a cluster.
+    Instance(BuildInstanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildInstanceArgs {
+    /// The FluxInstance manifest.
+    #[arg(short, long)]
+    pub file: PathBuf,
+    /// A bundle directory to render from (default: the bundle embedded in fluxop).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Namespace when the manifest names none.
+    #[arg(long, default_value = api::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +146,10 @@ pub enum Error {
     Signature(#[from] crate::bundle::signature::Error),
     #[error("cannot format the output: {0}")]
     Format(String),
+    #[error("{path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Build(String),
     #[error("{dir}: {source}")]
     BundleArchive {
         dir: PathBuf,
@@ -141,7 +170,8 @@ impl Error {
             Error::Logging(_)
             | Error::BundleLayout { .. }
             | Error::Reference(_)
-            | Error::Exists { .. } => ExitCode::from(2),
+            | Error::Exists { .. }
+            | Error::Manifest { .. } => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -152,6 +182,7 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
         Command::Run(args) => run(args).await,
         Command::Crds(args) => print_crds(args),
         Command::Bundle(command) => bundle::execute(command).await,
+        Command::Build(BuildCommand::Instance(args)) => build_instance(args),
     }
 }
 
@@ -174,6 +205,77 @@ fn print_crds(args: CrdsArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Renders an instance manifest offline with the embedded bundle or a bundle directory.
+fn build_instance(args: BuildInstanceArgs) -> Result<(), Error> {
+    use crate::bundle::{archive, embedded, layout::Bundle, version};
+    let text = std::fs::read_to_string(&args.file).map_err(|source| Error::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    let instance: api::FluxInstance =
+        serde_saphyr::from_str(&text).map_err(|e| Error::Manifest {
+            path: args.file.clone(),
+            reason: e.to_string(),
+        })?;
+    let namespace = instance
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or(args.namespace);
+    let owned;
+    let bundle: &Bundle = match &args.bundle {
+        Some(dir) => {
+            let files = archive::read_dir(dir).map_err(|source| Error::BundleArchive {
+                dir: dir.clone(),
+                source,
+            })?;
+            owned = Bundle::from_files(files).map_err(|source| Error::BundleLayout {
+                dir: dir.clone(),
+                source,
+            })?;
+            &owned
+        }
+        None => match embedded::bundle() {
+            Some(Ok((_, bundle))) => bundle,
+            Some(Err(e)) => {
+                return Err(Error::Build(format!("the embedded bundle is invalid: {e}")));
+            }
+            None => {
+                return Err(Error::Build(
+                    "this fluxop build embeds no bundle: pass --bundle DIR".into(),
+                ));
+            }
+        },
+    };
+    let selection = version::select(
+        &instance.spec.distribution.version,
+        &bundle.versions(),
+        None,
+    )
+    .map_err(|e| Error::Build(e.to_string()))?;
+    let rendered = crate::render::render(&namespace, &instance.spec, bundle, &selection.version)
+        .map_err(|e| Error::Build(e.to_string()))?;
+    eprintln!(
+        "► Flux v{} — {} objects, revision {}",
+        selection.version,
+        rendered.objects.len(),
+        rendered.revision
+    );
+    match args.output {
+        OutputFormat::Json => print_structured(&rendered.objects, OutputFormat::Json),
+        _ => {
+            let documents: Result<Vec<String>, _> = rendered
+                .objects
+                .iter()
+                .map(crate::yaml::to_string)
+                .collect();
+            let documents = documents.map_err(|e| Error::Format(e.to_string()))?;
+            print!("---\n{}", documents.join("---\n"));
+            Ok(())
+        }
+    }
+}
+
 /// `-o` of commands that print objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -189,7 +291,7 @@ pub fn print_structured<T: Serialize>(value: &T, format: OutputFormat) -> Result
             .map(|t| t + "\n")
             .map_err(|e| Error::Format(e.to_string()))?,
         OutputFormat::Yaml | OutputFormat::Table => {
-            serde_saphyr::to_string(value).map_err(|e| Error::Format(e.to_string()))?
+            crate::yaml::to_string(value).map_err(|e| Error::Format(e.to_string()))?
         }
     };
     print!("{text}");

@@ -1,0 +1,440 @@
+//! Render: a `FluxInstance` spec and one Flux release of a bundle give the exact objects to
+//! apply. Pure: no IO, the same input always gives the same objects and revision.
+//!
+//! Covered so far: components (with version gates), the namespace, standard, owner and common
+//! labels and annotations, images from the bundle's catalog (pinned by digest), image pull
+//! secrets, the cluster domain in service addresses, multitenancy lockdown flags, network
+//! policies, and the revision. Profiles, sharding, storage, sync and user patches build on
+//! this.
+
+pub mod args;
+
+use std::collections::BTreeMap;
+
+use semver::Version;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{
+        Cluster, Component, ComponentImage, FluxInstanceSpec, Variant,
+        constants::{MANAGED_BY_VALUE, label},
+    },
+    bundle::{
+        archive::digest,
+        layout::{self, Bundle, ImageCatalog},
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("component {component} needs Flux 2.7.0 or later; the selected version is v{version}")]
+    ComponentUnsupported {
+        component: Component,
+        version: Version,
+    },
+    #[error(
+        "the bundle's Flux v{version} has no manifest for {component} (flux/v{version}/{component}.yaml)"
+    )]
+    MissingManifest { component: String, version: Version },
+    #[error("flux/v{version}/{file}.yaml: {reason}")]
+    BadManifest {
+        version: Version,
+        file: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] layout::Error),
+}
+
+/// What a render produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// In apply order: namespace, quotas, CRDs, accounts, RBAC, services, workloads, policies.
+    pub objects: Vec<Value>,
+    /// `v<version>@sha256:<digest of the canonical objects>`.
+    pub revision: String,
+    /// The image of each installed controller.
+    pub components: Vec<ComponentImage>,
+}
+
+/// Kinds that are not namespaced, among those Flux releases contain or fluxop generates.
+const CLUSTER_SCOPED: [&str; 5] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PriorityClass",
+];
+
+/// The namespace upstream manifests are written for.
+const UPSTREAM_NAMESPACE: &str = "flux-system";
+
+/// The image variant: the spec's, else derived from the registry.
+pub fn variant(spec: &FluxInstanceSpec) -> Variant {
+    spec.distribution.variant.unwrap_or_else(|| {
+        if spec.distribution.registry.contains("controlplaneio-fluxcd") {
+            Variant::EnterpriseDistroless
+        } else {
+            Variant::UpstreamAlpine
+        }
+    })
+}
+
+fn variant_name(variant: Variant) -> &'static str {
+    match variant {
+        Variant::UpstreamAlpine => "upstream-alpine",
+        Variant::EnterpriseAlpine => "enterprise-alpine",
+        Variant::EnterpriseDistroless => "enterprise-distroless",
+        Variant::EnterpriseDistrolessFips => "enterprise-distroless-fips",
+    }
+}
+
+fn parse_manifest(version: &Version, file: &str, text: &str) -> Result<Vec<Value>, Error> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_str_multiple(text).map_err(|e| Error::BadManifest {
+            version: version.clone(),
+            file: file.to_string(),
+            reason: e.to_string(),
+        })?;
+    let objects: Vec<Value> = documents.into_iter().filter(|d| !d.is_null()).collect();
+    for object in &objects {
+        if object["kind"].as_str().is_none() || object["metadata"]["name"].as_str().is_none() {
+            return Err(Error::BadManifest {
+                version: version.clone(),
+                file: file.to_string(),
+                reason: "a document has no kind or metadata.name".into(),
+            });
+        }
+    }
+    Ok(objects)
+}
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+/// Position of a kind in the apply order (dependencies first).
+fn kind_rank(kind: &str) -> usize {
+    const ORDER: [&str; 12] = [
+        "Namespace",
+        "ResourceQuota",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "NetworkPolicy",
+    ];
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+}
+
+/// Rewrites `http://svc.<ns>.svc.<domain>./` style addresses for the instance's namespace and
+/// cluster domain, keeping the service name, the scheme, the path and `$(RUNTIME_NAMESPACE)`.
+fn service_address(value: &str, namespace: &str, domain: &str) -> String {
+    let (scheme, rest) = value.split_once("://").map_or(("", value), |(s, r)| (s, r));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(h, p)| (h, Some(p)));
+    let Some((service_and_namespace, _old_domain)) = host.split_once(".svc.") else {
+        return value.to_string();
+    };
+    let (service, old_namespace) = service_and_namespace
+        .rsplit_once('.')
+        .unwrap_or((service_and_namespace, ""));
+    let namespace_part = if old_namespace == "$(RUNTIME_NAMESPACE)" {
+        old_namespace
+    } else {
+        namespace
+    };
+    let mut out = String::new();
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(&format!("{service}.{namespace_part}.svc.{domain}."));
+    if let Some(path) = path {
+        out.push('/');
+        out.push_str(path);
+    }
+    out
+}
+
+/// The lockdown flags each controller gets when `cluster.multitenant` is on.
+fn multitenant_flags(component: &str, cluster: &Cluster) -> Vec<(&'static str, String)> {
+    let account = cluster
+        .tenant_default_service_account
+        .clone()
+        .filter(|s| !s.is_empty());
+    let account = account.unwrap_or_else(|| "default".to_string());
+    match component {
+        "kustomize-controller" => vec![
+            ("--no-cross-namespace-refs", "true".into()),
+            ("--no-remote-bases", "true".into()),
+            ("--default-service-account", account),
+        ],
+        "helm-controller" => {
+            vec![
+                ("--no-cross-namespace-refs", "true".into()),
+                ("--default-service-account", account),
+            ]
+        }
+        "notification-controller"
+        | "image-reflector-controller"
+        | "image-automation-controller" => {
+            vec![("--no-cross-namespace-refs", "true".into())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The image a controller runs: `<registry>/<component>:<tag>@<digest>` from the catalog, or
+/// the release's own tag without a digest when the catalog has no entry.
+fn component_image(
+    component: &str,
+    upstream_image: &str,
+    registry: &str,
+    catalog: Option<&ImageCatalog>,
+) -> ComponentImage {
+    let repository = format!("{}/{component}", registry.trim_end_matches('/'));
+    let upstream_tag = upstream_image
+        .rsplit_once(':')
+        .map(|(_, tag)| tag.split('@').next().unwrap_or(tag));
+    match catalog.and_then(|c| c.find(component)) {
+        Some(entry) => ComponentImage {
+            name: component.to_string(),
+            repository,
+            tag: entry.new_tag.clone(),
+            digest: entry.digest.clone(),
+        },
+        None => ComponentImage {
+            name: component.to_string(),
+            repository,
+            tag: upstream_tag.unwrap_or("latest").to_string(),
+            digest: None,
+        },
+    }
+}
+
+fn image_reference(image: &ComponentImage) -> String {
+    match &image.digest {
+        Some(digest) => format!("{}:{}@{digest}", image.repository, image.tag),
+        None => format!("{}:{}", image.repository, image.tag),
+    }
+}
+
+fn merge_strings(target: &mut Value, entries: impl IntoIterator<Item = (String, String)>) {
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Some(map) = target.as_object_mut() {
+        for (key, value) in entries {
+            map.insert(key, Value::String(value));
+        }
+    }
+}
+
+/// Renders the objects of `spec` for Flux `version` of `bundle`, in `namespace`.
+pub fn render(
+    namespace: &str,
+    spec: &FluxInstanceSpec,
+    bundle: &Bundle,
+    version: &Version,
+) -> Result<Rendered, Error> {
+    let mut components = spec.components();
+    components.sort();
+    components.dedup();
+    if components.contains(&Component::SourceWatcher) && *version < Version::new(2, 7, 0) {
+        return Err(Error::ComponentUnsupported {
+            component: Component::SourceWatcher,
+            version: version.clone(),
+        });
+    }
+    let cluster = spec.cluster.clone().unwrap_or_default();
+    let manifests = bundle.manifests(version);
+    let manifest = |file: &str| -> Result<Vec<Value>, Error> {
+        let text = manifests.get(file).ok_or_else(|| Error::MissingManifest {
+            component: file.to_string(),
+            version: version.clone(),
+        })?;
+        parse_manifest(version, file, text)
+    };
+
+    let mut objects = vec![json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": namespace,
+            "labels": { "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "latest" },
+        },
+    })];
+    for component in &components {
+        objects.extend(manifest(component.name())?);
+    }
+    objects.extend(manifest("rbac")?);
+    if cluster.network_policy() {
+        objects.extend(manifest("policies")?);
+    }
+
+    let catalog = bundle.image_catalog(version, variant_name(variant(spec)))?;
+    let version_label = format!("v{version}");
+    let standard_labels = [
+        (label::MANAGED_BY, MANAGED_BY_VALUE),
+        (label::PART_OF, "flux"),
+        (label::INSTANCE, namespace),
+        (label::VERSION, version_label.as_str()),
+    ];
+    let owner_labels = [
+        (label::OWNER_NAME, crate::api::SINGLETON_NAME),
+        (label::OWNER_NAMESPACE, namespace),
+    ];
+    let common = spec.common_metadata.clone();
+    let mut images = Vec::new();
+
+    for object in &mut objects {
+        let kind = kind(object).to_string();
+        if !CLUSTER_SCOPED.contains(&kind.as_str()) {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        if kind == "ClusterRoleBinding" || kind == "RoleBinding" {
+            for subject in object["subjects"].as_array_mut().into_iter().flatten() {
+                if subject["namespace"] == UPSTREAM_NAMESPACE {
+                    subject["namespace"] = json!(namespace);
+                }
+            }
+        }
+        let metadata = &mut object["metadata"];
+        merge_strings(
+            &mut metadata["labels"],
+            standard_labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        if let Some(common) = &common {
+            merge_strings(
+                &mut metadata["labels"],
+                common.labels.clone().unwrap_or_default(),
+            );
+            if common.annotations.as_ref().is_some_and(|a| !a.is_empty()) {
+                merge_strings(
+                    &mut metadata["annotations"],
+                    common.annotations.clone().unwrap_or_default(),
+                );
+            }
+        }
+        // Owner labels last: pruning trusts them, so common metadata cannot override them.
+        merge_strings(
+            &mut metadata["labels"],
+            owner_labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+
+        if kind == "Deployment" {
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let pod = &mut object["spec"]["template"]["spec"];
+            if let Some(secret) = spec
+                .distribution
+                .image_pull_secret
+                .as_deref()
+                .filter(|s| !s.is_empty())
+            {
+                pod["imagePullSecrets"] = json!([{ "name": secret }]);
+            }
+            for container in pod["containers"].as_array_mut().into_iter().flatten() {
+                let upstream = container["image"].as_str().unwrap_or_default().to_string();
+                if upstream.contains(&format!("/{name}:"))
+                    || upstream.starts_with(&format!("{name}:"))
+                {
+                    let image = component_image(
+                        &name,
+                        &upstream,
+                        &spec.distribution.registry,
+                        catalog.as_ref(),
+                    );
+                    container["image"] = json!(image_reference(&image));
+                    images.push(image);
+                }
+                let mut list: Vec<String> = container["args"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for flag in ["--events-addr", "--storage-adv-addr"] {
+                    if let Some(Some(value)) = args::get(&list, flag) {
+                        let rewritten = service_address(value, namespace, cluster.domain());
+                        args::set(&mut list, flag, &rewritten);
+                    }
+                }
+                if cluster.multitenant.unwrap_or(false) {
+                    for (flag, value) in multitenant_flags(&name, &cluster) {
+                        args::set(&mut list, flag, &value);
+                    }
+                }
+                if !list.is_empty() {
+                    container["args"] = json!(list);
+                }
+            }
+        }
+    }
+
+    objects.sort_by(|a, b| {
+        let key = |o: &Value| {
+            (
+                kind_rank(kind(o)),
+                kind(o).to_string(),
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    images.sort_by_key(|i| Component::ALL.iter().position(|c| c.name() == i.name));
+    // serde_json maps are ordered by key, so this serialization is canonical.
+    let canonical = serde_json::to_vec(&objects).unwrap_or_default();
+    let revision = format!("v{version}@{}", digest(&canonical));
+    Ok(Rendered {
+        objects,
+        revision,
+        components: images,
+    })
+}
+
+/// Objects by identity (`<namespace>_<name>_<group>_<kind>`, the inventory's form).
+pub fn identities(objects: &[Value]) -> BTreeMap<String, &Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let group = o["apiVersion"]
+                .as_str()
+                .and_then(|v| v.rsplit_once('/'))
+                .map_or("", |(g, _)| g);
+            let id = format!(
+                "{}_{}_{}_{}",
+                o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default(),
+                group,
+                kind(o)
+            );
+            (id, o)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

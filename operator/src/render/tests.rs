@@ -1,0 +1,324 @@
+use semver::Version;
+use serde_json::Value;
+
+use super::*;
+use crate::{api::FluxInstanceSpec, testing::vendored_bundle};
+
+fn spec(yaml: &str) -> FluxInstanceSpec {
+    serde_saphyr::from_str(yaml).expect("spec")
+}
+
+const DEFAULT: &str = "distribution: {version: '2.x', registry: ghcr.io/fluxcd}";
+
+fn versions() -> Vec<Version> {
+    vendored_bundle().versions()
+}
+
+fn deployment<'a>(rendered: &'a Rendered, name: &str) -> &'a Value {
+    rendered
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Deployment {name}"))
+}
+
+fn container_args(rendered: &Rendered, name: &str) -> Vec<String> {
+    deployment(rendered, name)["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_default_instance_renders_for_every_release_into_one_namespace_without_duplicates() {
+    let bundle = vendored_bundle();
+    for version in versions() {
+        let rendered = render("flux-system", &spec(DEFAULT), &bundle, &version).unwrap();
+        let kinds = |kind: &str| {
+            rendered
+                .objects
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .count()
+        };
+        assert_eq!(kinds("Namespace"), 1);
+        assert_eq!(kinds("Deployment"), 4, "v{version}");
+        assert_eq!(kinds("NetworkPolicy"), 3, "v{version}");
+        assert!(kinds("CustomResourceDefinition") >= 10, "v{version}");
+        for object in &rendered.objects {
+            let kind = object["kind"].as_str().unwrap();
+            let namespace = object["metadata"]["namespace"].as_str();
+            if CLUSTER_SCOPED.contains(&kind) {
+                assert_eq!(namespace, None, "{kind} must be cluster-scoped");
+            } else {
+                assert_eq!(
+                    namespace,
+                    Some("flux-system"),
+                    "{kind} {}",
+                    object["metadata"]["name"]
+                );
+            }
+            assert_eq!(
+                object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                "fluxop"
+            );
+            assert_eq!(
+                object["metadata"]["labels"]["app.kubernetes.io/version"],
+                format!("v{version}")
+            );
+        }
+        assert_eq!(
+            identities(&rendered.objects).len(),
+            rendered.objects.len(),
+            "duplicate identities"
+        );
+        assert_eq!(
+            rendered.objects[0]["kind"], "Namespace",
+            "the namespace is applied first"
+        );
+        assert!(
+            rendered
+                .revision
+                .starts_with(&format!("v{version}@sha256:"))
+        );
+    }
+}
+
+#[test]
+fn rendering_is_deterministic_and_the_revision_follows_every_spec_change() {
+    let bundle = vendored_bundle();
+    let version = Version::new(2, 9, 4);
+    let first = render("flux-system", &spec(DEFAULT), &bundle, &version).unwrap();
+    assert_eq!(
+        first,
+        render("flux-system", &spec(DEFAULT), &bundle, &version).unwrap()
+    );
+    for changed in [
+        "distribution: {version: '2.x', registry: registry.example.com/fluxcd}",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {domain: example.local}",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncommonMetadata: {labels: {team: a}}",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {networkPolicy: false}",
+    ] {
+        let other = render("flux-system", &spec(changed), &bundle, &version).unwrap();
+        assert_ne!(other.revision, first.revision, "{changed}");
+    }
+    let elsewhere = render("flux", &spec(DEFAULT), &bundle, &version).unwrap();
+    assert_ne!(elsewhere.revision, first.revision);
+}
+
+#[test]
+fn source_watcher_needs_flux_2_7() {
+    let bundle = vendored_bundle();
+    let with_watcher = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncomponents: [source-controller, source-watcher]",
+    );
+    let error = render(
+        "flux-system",
+        &with_watcher,
+        &bundle,
+        &Version::new(2, 6, 4),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "component source-watcher needs Flux 2.7.0 or later; the selected version is v2.6.4"
+    );
+    let rendered = render(
+        "flux-system",
+        &with_watcher,
+        &bundle,
+        &Version::new(2, 7, 5),
+    )
+    .unwrap();
+    deployment(&rendered, "source-watcher");
+}
+
+#[test]
+fn images_come_from_the_catalog_pinned_by_digest_on_the_chosen_registry() {
+    let bundle = vendored_bundle();
+    let mirror = spec(
+        "distribution: {version: '2.x', registry: registry.example.com/fluxcd/, imagePullSecret: regcred}",
+    );
+    let rendered = render("flux-system", &mirror, &bundle, &Version::new(2, 8, 8)).unwrap();
+    let pod = &deployment(&rendered, "source-controller")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "registry.example.com/fluxcd/source-controller:v1.8.5@sha256:65172e2405cf95b92c4b00cefd28d5e8ffd1f81d6d097f85c6e83a9c557c9def"
+    );
+    assert_eq!(
+        pod["imagePullSecrets"],
+        serde_json::json!([{ "name": "regcred" }])
+    );
+    let names: Vec<&str> = rendered
+        .components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "source-controller",
+            "kustomize-controller",
+            "helm-controller",
+            "notification-controller"
+        ]
+    );
+    assert!(rendered.components.iter().all(|c| c.digest.is_some()));
+}
+
+#[test]
+fn without_a_catalog_entry_the_release_tag_is_used() {
+    let enterprise = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd, variant: enterprise-alpine}",
+    );
+    let rendered = render(
+        "flux-system",
+        &enterprise,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let image = &deployment(&rendered, "kustomize-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["image"];
+    assert_eq!(image, "ghcr.io/fluxcd/kustomize-controller:v1.9.4");
+}
+
+#[test]
+fn the_namespace_and_cluster_domain_reach_every_service_address() {
+    let custom = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {domain: corp.example}",
+    );
+    let rendered = render(
+        "gitops",
+        &custom,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let source = container_args(&rendered, "source-controller");
+    assert!(
+        source.contains(
+            &"--events-addr=http://notification-controller.gitops.svc.corp.example./".to_string()
+        ),
+        "{source:?}"
+    );
+    assert!(
+        source.contains(
+            &"--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.corp.example."
+                .to_string()
+        ),
+        "{source:?}"
+    );
+    // RBAC subjects follow the namespace.
+    for binding in rendered
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding")
+    {
+        for subject in binding["subjects"].as_array().unwrap() {
+            assert_eq!(subject["namespace"], "gitops");
+        }
+    }
+}
+
+#[test]
+fn multitenancy_locks_tenants_down_by_flag_name() {
+    let locked = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {multitenant: true, tenantDefaultServiceAccount: flux-tenant}",
+    );
+    let rendered = render(
+        "flux-system",
+        &locked,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let kustomize = container_args(&rendered, "kustomize-controller");
+    for flag in [
+        "--no-cross-namespace-refs=true",
+        "--no-remote-bases=true",
+        "--default-service-account=flux-tenant",
+    ] {
+        assert!(
+            kustomize.contains(&flag.to_string()),
+            "{flag} missing: {kustomize:?}"
+        );
+    }
+    let helm = container_args(&rendered, "helm-controller");
+    assert!(helm.contains(&"--default-service-account=flux-tenant".to_string()));
+    assert!(!helm.iter().any(|a| a.starts_with("--no-remote-bases")));
+    // Flags present before stay, once.
+    assert_eq!(
+        kustomize
+            .iter()
+            .filter(|a| a.starts_with("--watch-all-namespaces"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn common_metadata_reaches_every_object_but_cannot_override_owner_labels() {
+    let labelled = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncommonMetadata:\n  labels: {team: platform, fluxcd.controlplane.io/name: hijack}\n  annotations: {owner: platform@example.com}",
+    );
+    let rendered = render(
+        "flux-system",
+        &labelled,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    for object in &rendered.objects {
+        let metadata = &object["metadata"];
+        assert_eq!(metadata["labels"]["team"], "platform");
+        assert_eq!(metadata["annotations"]["owner"], "platform@example.com");
+        assert_eq!(metadata["labels"]["fluxcd.controlplane.io/name"], "flux");
+    }
+}
+
+#[test]
+fn turning_network_policies_off_leaves_them_out() {
+    let open = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {networkPolicy: false}",
+    );
+    let rendered = render(
+        "flux-system",
+        &open,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert!(
+        rendered
+            .objects
+            .iter()
+            .all(|o| o["kind"] != "NetworkPolicy")
+    );
+}
+
+#[test]
+fn service_addresses_keep_their_service_scheme_and_path() {
+    assert_eq!(
+        service_address(
+            "http://notification-controller.flux-system.svc.cluster.local./",
+            "ops",
+            "example.org"
+        ),
+        "http://notification-controller.ops.svc.example.org./"
+    );
+    assert_eq!(
+        service_address(
+            "source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local.",
+            "ops",
+            "example.org"
+        ),
+        "source-controller.$(RUNTIME_NAMESPACE).svc.example.org."
+    );
+    assert_eq!(
+        service_address("http://localhost:9090/", "ops", "example.org"),
+        "http://localhost:9090/"
+    );
+}
