@@ -11,7 +11,7 @@ use fluxop::{
 };
 use fluxop_e2e::{client, fresh_namespace, kubectl, repo_root};
 
-const SPECS: [(&str, &str); 4] = [
+const SPECS: [(&str, &str); 5] = [
     (
         "default",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}",
@@ -30,6 +30,10 @@ const SPECS: [(&str, &str); 4] = [
     (
         "no network policies",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {networkPolicy: false}",
+    ),
+    (
+        "persistent storage",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nstorage: {class: standard, size: 1Gi}",
     ),
 ];
 

@@ -4,10 +4,12 @@
 //! Covered so far: components (with version gates), the namespace, standard, owner and common
 //! labels and annotations, images from the bundle's catalog (pinned by digest), image pull
 //! secrets, the cluster domain in service addresses, multitenancy lockdown flags, network
-//! policies, and the revision. Profiles, sharding, storage, sync and user patches build on
-//! this.
+//! policies, source-controller's storage claim, the sync source and Kustomization (generated
+//! from templates a bundle can override), and the revision. Profiles, workload identity,
+//! sharding and user patches build on this.
 
 pub mod args;
+pub mod templates;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,14 @@ pub enum Error {
     },
     #[error(transparent)]
     Catalog(#[from] layout::Error),
+    #[error(transparent)]
+    Template(#[from] templates::Error),
+    #[error("spec.sync needs the {component} component, which spec.components leaves out")]
+    SyncNeedsComponent { component: Component },
+    #[error(
+        "Flux v{version} serves no {kind} API (no CustomResourceDefinition for it in the release)"
+    )]
+    KindNotServed { kind: String, version: Version },
 }
 
 /// What a render produces.
@@ -263,14 +273,7 @@ pub fn render(
         parse_manifest(version, file, text)
     };
 
-    let mut objects = vec![json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": namespace,
-            "labels": { "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "latest" },
-        },
-    })];
+    let mut objects = Vec::new();
     for component in &components {
         objects.extend(manifest(component.name())?);
     }
@@ -278,6 +281,8 @@ pub fn render(
     if cluster.network_policy() {
         objects.extend(manifest("policies")?);
     }
+    let data = template_data(namespace, spec, &components, &objects, version)?;
+    objects.extend(templates::render(&bundle.templates(), &data)?);
 
     let catalog = bundle.image_catalog(version, variant_name(variant(spec)))?;
     let version_label = format!("v{version}");
@@ -347,6 +352,14 @@ pub fn render(
             {
                 pod["imagePullSecrets"] = json!([{ "name": secret }]);
             }
+            if name == Component::SourceController.name() && spec.storage.is_some() {
+                // Artifacts survive restarts on the claim the storage template creates.
+                for volume in pod["volumes"].as_array_mut().into_iter().flatten() {
+                    if volume["name"] == "data" {
+                        *volume = json!({ "name": "data", "persistentVolumeClaim": { "claimName": "source-controller" } });
+                    }
+                }
+            }
             for container in pod["containers"].as_array_mut().into_iter().flatten() {
                 let upstream = container["image"].as_str().unwrap_or_default().to_string();
                 if upstream.contains(&format!("/{name}:"))
@@ -413,6 +426,72 @@ pub fn render(
         revision,
         components: images,
     })
+}
+
+/// `group/version` of the storage version of `kind` in `group`, from the release's CRDs.
+fn served_api_version(objects: &[Value], group: &str, kind: &str) -> Option<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .find_map(|crd| {
+            let spec = &crd["spec"];
+            if spec["group"] != group || spec["names"]["kind"] != kind {
+                return None;
+            }
+            let versions = spec["versions"].as_array()?;
+            let storage = versions.iter().find(|v| v["storage"] == true)?;
+            Some(format!("{group}/{}", storage["name"].as_str()?))
+        })
+}
+
+/// What the templates see: the namespace, the storage claim and the sync, with the API
+/// versions this Flux release serves.
+fn template_data(
+    namespace: &str,
+    spec: &FluxInstanceSpec,
+    components: &[Component],
+    objects: &[Value],
+    version: &Version,
+) -> Result<Value, Error> {
+    let sync = match &spec.sync {
+        None => Value::Null,
+        Some(sync) => {
+            for component in [Component::SourceController, Component::KustomizeController] {
+                if !components.contains(&component) {
+                    return Err(Error::SyncNeedsComponent { component });
+                }
+            }
+            let kind = match sync.kind {
+                crate::api::SyncKind::GitRepository => "GitRepository",
+                crate::api::SyncKind::OCIRepository => "OCIRepository",
+                crate::api::SyncKind::Bucket => "Bucket",
+            };
+            let served = |group: &str, kind: &str| {
+                served_api_version(objects, group, kind).ok_or_else(|| Error::KindNotServed {
+                    kind: kind.to_string(),
+                    version: version.clone(),
+                })
+            };
+            json!({
+                "name": sync.name_or(namespace),
+                "kind": kind,
+                "sourceApiVersion": served("source.toolkit.fluxcd.io", kind)?,
+                "kustomizationApiVersion": served("kustomize.toolkit.fluxcd.io", "Kustomization")?,
+                "url": sync.url,
+                "ref": sync.ref_,
+                "path": sync.path,
+                "interval": sync.interval(),
+                "pullSecret": sync.pull_secret.as_deref().filter(|s| !s.is_empty()),
+                "provider": sync.provider,
+            })
+        }
+    };
+    Ok(json!({
+        "namespace": namespace,
+        "version": format!("v{version}"),
+        "storage": spec.storage.as_ref().map(|s| json!({ "class": s.class, "size": s.size })),
+        "sync": sync,
+    }))
 }
 
 /// Objects by identity (`<namespace>_<name>_<group>_<kind>`, the inventory's form).

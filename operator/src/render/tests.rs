@@ -322,3 +322,137 @@ fn service_addresses_keep_their_service_scheme_and_path() {
         "http://localhost:9090/"
     );
 }
+
+fn find<'a>(rendered: &'a Rendered, kind: &str) -> Option<&'a Value> {
+    rendered.objects.iter().find(|o| o["kind"] == kind)
+}
+
+#[test]
+fn each_sync_kind_renders_a_source_and_a_kustomization_at_the_served_api_versions() {
+    let bundle = vendored_bundle();
+    for (kind, reference_field, expected) in [
+        ("GitRepository", "/spec/ref/name", "refs/heads/main"),
+        ("OCIRepository", "/spec/ref/tag", "refs/heads/main"),
+        ("Bucket", "/spec/bucketName", "refs/heads/main"),
+    ] {
+        let with_sync = spec(&format!(
+            "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\nsync:\n  kind: {kind}\n  url: https://example.com/fleet\n  \
+             ref: refs/heads/main\n  path: clusters/prod\n  pullSecret: creds\n  provider: generic"
+        ));
+        for version in [Version::new(2, 6, 4), Version::new(2, 9, 4)] {
+            let rendered = render("flux-system", &with_sync, &bundle, &version).unwrap();
+            let source = find(&rendered, kind).unwrap_or_else(|| panic!("no {kind}"));
+            assert_eq!(
+                source["apiVersion"], "source.toolkit.fluxcd.io/v1",
+                "{kind} v{version}"
+            );
+            assert_eq!(source["metadata"]["name"], "flux-system");
+            assert_eq!(source["metadata"]["namespace"], "flux-system");
+            assert_eq!(source.pointer(reference_field).unwrap(), expected);
+            assert_eq!(source["spec"]["interval"], "1m");
+            assert_eq!(source["spec"]["secretRef"]["name"], "creds");
+            assert_eq!(source["spec"]["provider"], "generic");
+            let kustomization = find(&rendered, "Kustomization").unwrap();
+            assert_eq!(
+                kustomization["apiVersion"],
+                "kustomize.toolkit.fluxcd.io/v1"
+            );
+            assert_eq!(
+                kustomization["spec"]["sourceRef"],
+                serde_json::json!({ "kind": kind, "name": "flux-system" })
+            );
+            assert_eq!(kustomization["spec"]["path"], "clusters/prod");
+            assert_eq!(kustomization["spec"]["prune"], true);
+            assert_eq!(kustomization["spec"]["interval"], "10m0s");
+        }
+    }
+}
+
+#[test]
+fn a_named_sync_uses_its_name_and_needs_source_and_kustomize_controllers() {
+    let bundle = vendored_bundle();
+    let named = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nsync: {name: fleet, kind: GitRepository, url: u, ref: main, path: ./}",
+    );
+    let rendered = render("flux-system", &named, &bundle, &Version::new(2, 9, 4)).unwrap();
+    assert_eq!(
+        find(&rendered, "Kustomization").unwrap()["metadata"]["name"],
+        "fleet"
+    );
+    let without_kustomize = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncomponents: [source-controller, helm-controller]\n\
+         sync: {kind: GitRepository, url: u, ref: main, path: ./}",
+    );
+    let error = render(
+        "flux-system",
+        &without_kustomize,
+        &bundle,
+        &Version::new(2, 9, 4),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "spec.sync needs the kustomize-controller component, which spec.components leaves out"
+    );
+}
+
+#[test]
+fn storage_creates_a_claim_that_source_controller_mounts() {
+    let stored = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nstorage: {class: standard, size: 10Gi}",
+    );
+    let rendered = render(
+        "flux-system",
+        &stored,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let claim = find(&rendered, "PersistentVolumeClaim").expect("claim");
+    assert_eq!(claim["metadata"]["name"], "source-controller");
+    assert_eq!(claim["spec"]["storageClassName"], "standard");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "10Gi");
+    let volumes =
+        &deployment(&rendered, "source-controller")["spec"]["template"]["spec"]["volumes"];
+    let data = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap();
+    assert_eq!(
+        data["persistentVolumeClaim"]["claimName"],
+        "source-controller"
+    );
+    assert!(
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "tmp" && v["emptyDir"].is_object())
+    );
+    // Without storage, no claim.
+    let plain = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert!(find(&plain, "PersistentVolumeClaim").is_none());
+}
+
+#[test]
+fn the_namespace_is_never_pruned() {
+    let rendered = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert_eq!(
+        rendered.objects[0]["metadata"]["annotations"]["fluxcd.controlplane.io/prune"],
+        "disabled"
+    );
+}
