@@ -11,7 +11,7 @@ use fluxop::{
 };
 use fluxop_e2e::{client, fresh_namespace, kubectl, repo_root};
 
-const SPECS: [(&str, &str); 5] = [
+const SPECS: [(&str, &str); 7] = [
     (
         "default",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}",
@@ -34,6 +34,14 @@ const SPECS: [(&str, &str); 5] = [
     (
         "persistent storage",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nstorage: {class: standard, size: 1Gi}",
+    ),
+    (
+        "large openshift with workload identity",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {size: large, type: openshift, objectLevelWorkloadIdentity: true}",
+    ),
+    (
+        "small",
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {size: small}",
     ),
 ];
 

@@ -7,8 +7,10 @@
 //! policies, source-controller's storage claim, the sync source and Kustomization (generated
 //! from templates a bundle can override), and the revision. Profiles, workload identity,
 //! sharding and user patches build on this.
+//! Profiles (size, cluster type, workload identity) are in [`profiles`].
 
 pub mod args;
+pub mod profiles;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,12 @@ pub enum Error {
     Catalog(#[from] layout::Error),
     #[error(transparent)]
     Template(#[from] templates::Error),
+    #[error("{feature} needs Flux {needs} or later; the selected version is v{version}")]
+    FeatureUnsupported {
+        feature: &'static str,
+        needs: &'static str,
+        version: Version,
+    },
     #[error("spec.sync needs the {component} component, which spec.components leaves out")]
     SyncNeedsComponent { component: Component },
     #[error(
@@ -264,6 +272,7 @@ pub fn render(
         });
     }
     let cluster = spec.cluster.clone().unwrap_or_default();
+    profiles::check_gates(&cluster, version)?;
     let manifests = bundle.manifests(version);
     let manifest = |file: &str| -> Result<Vec<Value>, Error> {
         let text = manifests.get(file).ok_or_else(|| Error::MissingManifest {
@@ -400,6 +409,8 @@ pub fn render(
         }
     }
 
+    profiles::apply(&mut objects, &cluster);
+
     objects.sort_by(|a, b| {
         let key = |o: &Value| {
             (
@@ -490,6 +501,7 @@ fn template_data(
         "namespace": namespace,
         "version": format!("v{version}"),
         "storage": spec.storage.as_ref().map(|s| json!({ "class": s.class, "size": s.size })),
+        "multitenant": spec.cluster.as_ref().and_then(|c| c.multitenant).unwrap_or(false),
         "sync": sync,
     }))
 }

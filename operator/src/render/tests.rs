@@ -456,3 +456,168 @@ fn the_namespace_is_never_pruned() {
         "disabled"
     );
 }
+
+fn manager_of<'a>(rendered: &'a Rendered, name: &str) -> &'a Value {
+    &deployment(rendered, name)["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn size_profiles_set_concurrency_caches_and_resources_by_flag_name() {
+    let bundle = vendored_bundle();
+    for (size, concurrent, requeue, cache, limit) in [
+        ("small", "5", "10s", "10", "512Mi"),
+        ("medium", "10", "5s", "50", "1Gi"),
+        ("large", "20", "5s", "100", "3Gi"),
+    ] {
+        let sized = spec(&format!(
+            "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\ncluster: {{size: {size}}}"
+        ));
+        for version in bundle.versions() {
+            let rendered = render("flux-system", &sized, &bundle, &version).unwrap();
+            let kustomize = container_args(&rendered, "kustomize-controller");
+            assert!(
+                kustomize.contains(&format!("--concurrent={concurrent}")),
+                "{size}: {kustomize:?}"
+            );
+            assert!(
+                kustomize.contains(&format!("--requeue-dependency={requeue}")),
+                "{size}: {kustomize:?}"
+            );
+            assert_eq!(
+                kustomize
+                    .iter()
+                    .filter(|a| a.starts_with("--concurrent"))
+                    .count(),
+                1
+            );
+            let source = container_args(&rendered, "source-controller");
+            assert!(
+                source.contains(&format!("--helm-cache-max-size={cache}")),
+                "{size}: {source:?}"
+            );
+            assert_eq!(
+                manager_of(&rendered, "helm-controller")["resources"]["limits"]["memory"],
+                limit
+            );
+            assert_eq!(
+                deployment(&rendered, "helm-controller")["metadata"]["annotations"]["fluxcd.controlplane.io/profile"],
+                size
+            );
+        }
+    }
+    // Without a size, upstream resources and flags stay.
+    let plain = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &bundle,
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert!(
+        !container_args(&plain, "kustomize-controller")
+            .iter()
+            .any(|a| a.starts_with("--concurrent"))
+    );
+}
+
+#[test]
+fn openshift_drops_fixed_pod_security_settings() {
+    let openshift = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {type: openshift}",
+    );
+    let bundle = vendored_bundle();
+    let upstream = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &bundle,
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert!(
+        manager_of(&upstream, "source-controller")["securityContext"]["seccompProfile"].is_object(),
+        "fixture check"
+    );
+    let rendered = render("flux-system", &openshift, &bundle, &Version::new(2, 9, 4)).unwrap();
+    for object in rendered
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+    {
+        let pod = &object["spec"]["template"]["spec"];
+        assert!(
+            pod.get("securityContext").is_none(),
+            "{}",
+            object["metadata"]["name"]
+        );
+        let context = &pod["containers"][0]["securityContext"];
+        assert!(context.get("seccompProfile").is_none() && context.get("runAsNonRoot").is_none());
+        assert_eq!(
+            context["readOnlyRootFilesystem"], true,
+            "other hardening stays"
+        );
+    }
+    assert!(
+        rendered.objects[0]["metadata"]["labels"]
+            .get("pod-security.kubernetes.io/warn")
+            .is_none()
+    );
+    // Cloud types change nothing.
+    let aws =
+        spec("distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {type: aws}");
+    assert_eq!(
+        render("flux-system", &aws, &bundle, &Version::new(2, 9, 4))
+            .unwrap()
+            .objects,
+        upstream.objects
+    );
+}
+
+#[test]
+fn workload_identity_sets_gates_and_tenant_accounts_with_version_gates() {
+    let bundle = vendored_bundle();
+    let identity = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster:\n  objectLevelWorkloadIdentity: true\n  \
+         multitenantWorkloadIdentity: true\n  tenantDefaultServiceAccount: tenant\n  tenantDefaultDecryptionServiceAccount: sops\n",
+    );
+    let rendered = render("flux-system", &identity, &bundle, &Version::new(2, 9, 4)).unwrap();
+    let kustomize = container_args(&rendered, "kustomize-controller");
+    assert!(
+        kustomize.contains(&"--feature-gates=ObjectLevelWorkloadIdentity=true".to_string()),
+        "{kustomize:?}"
+    );
+    assert!(kustomize.contains(&"--default-decryption-service-account=sops".to_string()));
+    assert!(kustomize.contains(&"--default-kubeconfig-service-account=default".to_string()));
+    assert!(
+        container_args(&rendered, "source-controller")
+            .contains(&"--default-service-account=tenant".to_string())
+    );
+    assert!(
+        !container_args(&rendered, "helm-controller")
+            .iter()
+            .any(|a| a.starts_with("--feature-gates"))
+    );
+    let error = render("flux-system", &identity, &bundle, &Version::new(2, 6, 4)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "multitenantWorkloadIdentity needs Flux 2.7.0 or later; the selected version is v2.6.4"
+    );
+}
+
+#[test]
+fn a_multitenant_sync_runs_as_the_kustomize_controller() {
+    let locked = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {multitenant: true}\n\
+         sync: {kind: GitRepository, url: u, ref: main, path: ./}",
+    );
+    let rendered = render(
+        "flux-system",
+        &locked,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    assert_eq!(
+        find(&rendered, "Kustomization").unwrap()["spec"]["serviceAccountName"],
+        "kustomize-controller"
+    );
+}
