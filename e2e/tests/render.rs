@@ -11,7 +11,22 @@ use fluxop::{
 };
 use fluxop_e2e::{client, fresh_namespace, kubectl, repo_root};
 
-const SPECS: [(&str, &str); 7] = [
+const PATCHED: &str = r#"
+distribution: {version: '2.x', registry: ghcr.io/fluxcd}
+kustomize:
+  patches:
+    - target: {kind: Deployment, name: "(kustomize-controller|helm-controller)"}
+      patch: |
+        - {op: add, path: /spec/template/spec/containers/0/args/-, value: --concurrent=15}
+    - target: {kind: Deployment}
+      patch: |
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: all}
+        spec: {template: {spec: {tolerations: [{key: flux, operator: Exists}]}}}
+"#;
+
+const SPECS: &[(&str, &str)] = &[
     (
         "default",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}",
@@ -43,6 +58,7 @@ const SPECS: [(&str, &str); 7] = [
         "small",
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {size: small}",
     ),
+    ("user patches of both kinds", PATCHED),
 ];
 
 #[tokio::test]
@@ -52,7 +68,7 @@ async fn every_rendered_object_passes_a_server_side_dry_run() {
         .expect("hack/vendor-flux.sh has run");
     let bundle = Bundle::from_files(files).unwrap();
     for version in bundle.versions() {
-        for (name, yaml) in SPECS {
+        for &(name, yaml) in SPECS {
             let mut spec: FluxInstanceSpec = serde_saphyr::from_str(yaml).unwrap();
             if version.minor < 7 {
                 // source-watcher exists from 2.7; the render refuses it before (unit-tested).

@@ -10,6 +10,7 @@
 //! Profiles (size, cluster type, workload identity) are in [`profiles`].
 
 pub mod args;
+pub mod patches;
 pub mod profiles;
 pub mod templates;
 
@@ -50,6 +51,8 @@ pub enum Error {
     Catalog(#[from] layout::Error),
     #[error(transparent)]
     Template(#[from] templates::Error),
+    #[error(transparent)]
+    Patch(#[from] patches::Error),
     #[error("{feature} needs Flux {needs} or later; the selected version is v{version}")]
     FeatureUnsupported {
         feature: &'static str,
@@ -410,6 +413,10 @@ pub fn render(
     }
 
     profiles::apply(&mut objects, &cluster);
+    // The user's patches come last, so they can change anything fluxop rendered.
+    if let Some(patches) = spec.kustomize.as_ref().and_then(|k| k.patches.as_ref()) {
+        patches::apply(&mut objects, patches)?;
+    }
 
     objects.sort_by(|a, b| {
         let key = |o: &Value| {

@@ -621,3 +621,154 @@ fn a_multitenant_sync_runs_as_the_kustomize_controller() {
         "kustomize-controller"
     );
 }
+
+fn patched(patches: &str) -> Result<Rendered, Error> {
+    let yaml = format!(
+        "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\nkustomize:\n  patches:\n{patches}"
+    );
+    render(
+        "flux-system",
+        &spec(&yaml),
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+}
+
+#[test]
+fn strategic_merge_patches_merge_lists_by_their_keys() {
+    let rendered = patched(
+        r#"    - target: {kind: Deployment, name: "(kustomize-controller|helm-controller)"}
+      patch: |
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: all}
+        spec:
+          template:
+            spec:
+              nodeSelector: {role: flux}
+              containers:
+                - name: manager
+                  env:
+                    - {name: HTTPS_PROXY, value: "http://proxy:3128"}
+                  volumeMounts:
+                    - {mountPath: /tmp, $patch: delete}
+"#,
+    )
+    .unwrap();
+    for name in ["kustomize-controller", "helm-controller"] {
+        let pod = &deployment(&rendered, name)["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"]["role"], "flux");
+        let container = &pod["containers"][0];
+        assert!(
+            container["image"].as_str().unwrap().contains(name),
+            "the container was merged, not replaced"
+        );
+        let env = container["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e["name"] == "HTTPS_PROXY"));
+        assert!(
+            env.iter().any(|e| e["name"] == "RUNTIME_NAMESPACE"),
+            "existing env stays"
+        );
+        assert!(
+            container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["mountPath"] != "/tmp")
+        );
+    }
+    assert!(
+        deployment(&rendered, "source-controller")["spec"]["template"]["spec"]
+            .get("nodeSelector")
+            .is_none()
+    );
+}
+
+#[test]
+fn json6902_patches_and_label_selectors_select_their_objects() {
+    let rendered = patched(
+        r#"    - target: {group: apps, version: v1, kind: Deployment, labelSelector: "app.kubernetes.io/component in (source-controller)"}
+      patch: |
+        - {op: add, path: /spec/template/spec/containers/0/args/-, value: --requeue-dependency=30s}
+    - patch: |
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: flux-system
+          labels: {pod-security.kubernetes.io/enforce: restricted}
+"#,
+    )
+    .unwrap();
+    assert!(
+        container_args(&rendered, "source-controller")
+            .contains(&"--requeue-dependency=30s".to_string())
+    );
+    assert!(
+        !container_args(&rendered, "kustomize-controller")
+            .iter()
+            .any(|a| a.starts_with("--requeue"))
+    );
+    assert_eq!(
+        rendered.objects[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+}
+
+#[test]
+fn bad_patches_are_errors_that_name_the_patch() {
+    let nothing = patched(
+        "    - target: {kind: Deployment, name: dns-controller}\n      patch: '[{op: remove, path: /spec}]'\n",
+    );
+    assert!(
+        nothing
+            .unwrap_err()
+            .to_string()
+            .starts_with("kustomize.patches[0] matches no rendered object")
+    );
+    let malformed =
+        patched("    - target: {kind: Deployment}\n      patch: '[{op: frobnicate}]'\n");
+    assert!(
+        malformed
+            .unwrap_err()
+            .to_string()
+            .starts_with("kustomize.patches[0]: not a JSON6902 patch")
+    );
+    let moving = patched(
+        "    - target: {kind: ServiceAccount, name: helm-controller}\n      patch: '[{op: replace, path: /metadata/namespace, value: other}]'\n",
+    );
+    let message = moving.unwrap_err().to_string();
+    assert!(message.contains("kustomize.patches[0] would change the identity of ServiceAccount/flux-system/helm-controller"), "{message}");
+    let regex = patched("    - target: {kind: Deployment, name: '(unclosed'}\n      patch: '[]'\n");
+    assert!(
+        regex.unwrap_err().to_string().contains("target.name"),
+        "bad regex named"
+    );
+    let untargeted = patched("    - patch: '[{op: remove, path: /spec}]'\n");
+    assert!(
+        untargeted
+            .unwrap_err()
+            .to_string()
+            .contains("a JSON6902 patch needs a target")
+    );
+}
+
+#[test]
+fn a_patch_can_delete_a_whole_object() {
+    let rendered = patched(
+        "    - patch: |\n        apiVersion: networking.k8s.io/v1\n        kind: NetworkPolicy\n        metadata: {name: allow-egress}\n        $patch: delete\n",
+    )
+    .unwrap();
+    assert!(
+        rendered
+            .objects
+            .iter()
+            .all(|o| o["metadata"]["name"] != "allow-egress")
+    );
+    assert!(
+        rendered
+            .objects
+            .iter()
+            .any(|o| o["kind"] == "NetworkPolicy"),
+        "only the named policy goes"
+    );
+}
