@@ -89,6 +89,15 @@ impl Failure {
     }
 }
 
+/// How far the stages got when they succeeded.
+#[derive(Debug, Clone, PartialEq)]
+struct Progress {
+    message: String,
+    /// `v<version>@sha256:<digest>` of the rendered objects.
+    revision: String,
+    components: Vec<crate::api::ComponentImage>,
+}
+
 /// The bundle a reconcile works from.
 struct Fetched {
     /// Manifest digest of the artifact (or of the embedded bundle's layer).
@@ -253,7 +262,7 @@ fn select(instance: &FluxInstance, bundle: &Bundle) -> Result<version::Selection
 fn next_status(
     instance: &FluxInstance,
     artifact_digest: Option<&str>,
-    outcome: &Result<String, Failure>,
+    outcome: &Result<Progress, Failure>,
     now: Timestamp,
 ) -> FluxInstanceStatus {
     let mut status = instance.status.clone().unwrap_or_default();
@@ -266,7 +275,7 @@ fn next_status(
                 condition::READY,
                 "Unknown",
                 reason::PROGRESSING,
-                progress,
+                &progress.message,
                 generation,
                 now,
             );
@@ -275,11 +284,13 @@ fn next_status(
                 condition::RECONCILING,
                 "True",
                 reason::PROGRESSING,
-                progress,
+                &progress.message,
                 generation,
                 now,
             );
             conditions::remove(&mut list, condition::STALLED);
+            status.last_attempted_revision = Some(progress.revision.clone());
+            status.components = Some(progress.components.clone());
         }
         Err(failure) => {
             conditions::set(
@@ -334,14 +345,36 @@ pub async fn reconcile(instance: Arc<FluxInstance>, ctx: Arc<Context>) -> Result
             Err(failure) => (None, Err(failure), None),
             Ok(fetched) => match select(&instance, &fetched.bundle) {
                 Err(failure) => (Some(fetched.digest), Err(failure), None),
-                Ok(selection) => (
-                    Some(fetched.digest.clone()),
-                    Ok(format!(
-                        "Flux v{} selected from {}; installing it is not implemented in this fluxop version yet",
-                        selection.version, fetched.origin
-                    )),
-                    selection.newer_outside_range,
-                ),
+                Ok(selection) => {
+                    match crate::render::render(
+                        &namespace,
+                        &instance.spec,
+                        &fetched.bundle,
+                        &selection.version,
+                    ) {
+                        Err(e) => (
+                            Some(fetched.digest.clone()),
+                            Err(Failure::stalled(reason::BUILD_FAILED, e.to_string())),
+                            None,
+                        ),
+                        Ok(rendered) => (
+                            Some(fetched.digest.clone()),
+                            Ok(Progress {
+                                message: format!(
+                                    "Flux v{} selected from {} and rendered ({} objects, revision {}); applying it is \
+                                     not implemented in this fluxop version yet",
+                                    selection.version,
+                                    fetched.origin,
+                                    rendered.objects.len(),
+                                    rendered.revision
+                                ),
+                                revision: rendered.revision,
+                                components: rendered.components,
+                            }),
+                            selection.newer_outside_range,
+                        ),
+                    }
+                }
             },
         }
     };
@@ -404,15 +437,15 @@ fn requeue_interval(instance: &FluxInstance) -> Duration {
 async fn publish_events(
     instance: &FluxInstance,
     ctx: &Context,
-    outcome: &Result<String, Failure>,
+    outcome: &Result<Progress, Failure>,
     newer: Option<&Version>,
 ) {
     let reference = instance.object_ref(&());
     let mut events = vec![match outcome {
-        Ok(message) => Event {
+        Ok(progress) => Event {
             type_: EventType::Normal,
             reason: reason::PROGRESSING.into(),
-            note: Some(message.clone()),
+            note: Some(progress.message.clone()),
             action: "Reconcile".into(),
             secondary: None,
         },
@@ -503,7 +536,11 @@ mod tests {
 
     #[test]
     fn the_same_outcome_twice_is_the_same_status_so_nothing_is_written() {
-        let outcome = Ok("Flux v2.9.4 selected".to_string());
+        let outcome = Ok(Progress {
+            message: "Flux v2.9.4 selected".to_string(),
+            revision: "v2.9.4@sha256:abc".to_string(),
+            components: Vec::new(),
+        });
         let first = next_status(
             &instance(None),
             Some("sha256:abc"),
@@ -518,6 +555,10 @@ mod tests {
             later,
         );
         assert_eq!(first, second);
+        assert_eq!(
+            second.last_attempted_revision.as_deref(),
+            Some("v2.9.4@sha256:abc")
+        );
         assert!(
             condition(&second, "Reconciling").is_some() && condition(&second, "Stalled").is_none()
         );
