@@ -2,6 +2,7 @@
 # Benchmarks on this machine's real test bed (release builds). Prints figures; asserts nothing.
 #   hack/bench.sh            every bench
 #   hack/bench.sh bundle     fetching a bundle: resolve, verify, pull or cache, unpack
+#   hack/bench.sh render     rendering the default and the all-features instance
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -10,6 +11,10 @@ which="${1:-all}"
 hack/vendor-flux.sh >/dev/null 2>&1
 NAME="bench-$$"
 trap 'hack/registry-down.sh "$NAME" >/dev/null 2>&1 || true' EXIT
+if [ "$which" = all ] || [ "$which" = render ]; then
+  log "render time per Flux release"
+  cargo bench -p fluxop --bench render
+fi
 if [ "$which" = all ] || [ "$which" = bundle ]; then
   export FLUXOP_E2E_REGISTRY
   FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"

@@ -345,6 +345,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             ca_secret: args.registry_ca_secret.clone(),
             timeout: std::time::Duration::from_secs(args.registry_timeout),
         },
+        releases: controller::instance::ReleaseCache::default(),
         source: crate::bundle::source::Source {
             cache: crate::bundle::cache::Cache::new(&args.cache_dir),
             limits: crate::bundle::archive::Limits::default(),

@@ -61,6 +61,47 @@ pub struct Context {
     pub registries: RegistrySettings,
     pub source: Source,
     pub recorder: Recorder,
+    /// Parsed Flux releases by (artifact digest, version): YAML is read once per bundle.
+    pub releases: ReleaseCache,
+}
+
+/// (artifact digest, Flux version).
+type ReleaseKey = (String, Version);
+
+/// Parsed releases, kept for the few artifacts in use.
+#[derive(Default)]
+pub struct ReleaseCache {
+    releases: std::sync::Mutex<Vec<(ReleaseKey, Arc<crate::render::Release>)>>,
+}
+
+impl ReleaseCache {
+    const KEEP: usize = 4;
+
+    fn get_or_parse(
+        &self,
+        digest: &str,
+        bundle: &Bundle,
+        version: &Version,
+    ) -> Result<Arc<crate::render::Release>, crate::render::Error> {
+        let key = (digest.to_string(), version.clone());
+        let mut releases = self
+            .releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(position) = releases.iter().position(|(k, _)| *k == key) {
+            // Most recently used last.
+            let entry = releases.remove(position);
+            let release = entry.1.clone();
+            releases.push(entry);
+            return Ok(release);
+        }
+        let release = Arc::new(crate::render::Release::parse(bundle, version)?);
+        releases.push((key, release.clone()));
+        if releases.len() > Self::KEEP {
+            releases.remove(0);
+        }
+        Ok(release)
+    }
 }
 
 /// Why a stage stopped: the condition reason and a message a person can act on.
@@ -346,12 +387,13 @@ pub async fn reconcile(instance: Arc<FluxInstance>, ctx: Arc<Context>) -> Result
             Ok(fetched) => match select(&instance, &fetched.bundle) {
                 Err(failure) => (Some(fetched.digest), Err(failure), None),
                 Ok(selection) => {
-                    match crate::render::render(
-                        &namespace,
-                        &instance.spec,
-                        &fetched.bundle,
-                        &selection.version,
-                    ) {
+                    let rendered = ctx
+                        .releases
+                        .get_or_parse(&fetched.digest, &fetched.bundle, &selection.version)
+                        .and_then(|release| {
+                            crate::render::render_release(&namespace, &instance.spec, &release)
+                        });
+                    match rendered {
                         Err(e) => (
                             Some(fetched.digest.clone()),
                             Err(Failure::stalled(reason::BUILD_FAILED, e.to_string())),
@@ -582,5 +624,27 @@ mod tests {
             "2m".to_string(),
         )]));
         assert_eq!(requeue_interval(&i), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn parsed_releases_are_reused_per_digest_and_the_oldest_is_dropped() {
+        let bundle = crate::testing::vendored_bundle();
+        let cache = ReleaseCache::default();
+        let version = Version::new(2, 9, 4);
+        let first = cache.get_or_parse("sha256:a", &bundle, &version).unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.get_or_parse("sha256:a", &bundle, &version).unwrap()
+        ));
+        for digest in ["sha256:b", "sha256:c", "sha256:d", "sha256:e"] {
+            cache.get_or_parse(digest, &bundle, &version).unwrap();
+        }
+        assert!(
+            !Arc::ptr_eq(
+                &first,
+                &cache.get_or_parse("sha256:a", &bundle, &version).unwrap()
+            ),
+            "evicted"
+        );
     }
 }

@@ -265,6 +265,56 @@ pub fn render(
     bundle: &Bundle,
     version: &Version,
 ) -> Result<Rendered, Error> {
+    render_release(namespace, spec, &Release::parse(bundle, version)?)
+}
+
+/// One Flux release of a bundle, parsed once: rendering from it only clones and edits.
+/// The operator keeps these per artifact digest, so a reconcile does not re-read YAML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub version: Version,
+    /// Objects of each manifest file, by file stem (`source-controller`, `rbac`, ...).
+    manifests: BTreeMap<String, Vec<Value>>,
+    /// Image catalogs by variant.
+    catalogs: BTreeMap<String, ImageCatalog>,
+    /// The bundle's own templates (`templates/<name>.yaml.hbs`).
+    templates: BTreeMap<String, Vec<u8>>,
+}
+
+impl Release {
+    pub fn parse(bundle: &Bundle, version: &Version) -> Result<Self, Error> {
+        let mut manifests = BTreeMap::new();
+        for (stem, text) in bundle.manifests(version) {
+            let objects = parse_manifest(version, &stem, text)?;
+            manifests.insert(stem, objects);
+        }
+        let mut catalogs = BTreeMap::new();
+        for variant in bundle.variants(version) {
+            if let Some(catalog) = bundle.image_catalog(version, &variant)? {
+                catalogs.insert(variant, catalog);
+            }
+        }
+        let templates = bundle
+            .templates()
+            .into_iter()
+            .map(|(name, content)| (name.to_string(), content.to_vec()))
+            .collect();
+        Ok(Self {
+            version: version.clone(),
+            manifests,
+            catalogs,
+            templates,
+        })
+    }
+}
+
+/// Renders the objects of `spec` for a parsed Flux release, in `namespace`.
+pub fn render_release(
+    namespace: &str,
+    spec: &FluxInstanceSpec,
+    release: &Release,
+) -> Result<Rendered, Error> {
+    let version = &release.version;
     let mut components = spec.components();
     components.sort();
     components.dedup();
@@ -276,13 +326,15 @@ pub fn render(
     }
     let cluster = spec.cluster.clone().unwrap_or_default();
     profiles::check_gates(&cluster, version)?;
-    let manifests = bundle.manifests(version);
     let manifest = |file: &str| -> Result<Vec<Value>, Error> {
-        let text = manifests.get(file).ok_or_else(|| Error::MissingManifest {
-            component: file.to_string(),
-            version: version.clone(),
-        })?;
-        parse_manifest(version, file, text)
+        release
+            .manifests
+            .get(file)
+            .cloned()
+            .ok_or_else(|| Error::MissingManifest {
+                component: file.to_string(),
+                version: version.clone(),
+            })
     };
 
     let mut objects = Vec::new();
@@ -294,9 +346,14 @@ pub fn render(
         objects.extend(manifest("policies")?);
     }
     let data = template_data(namespace, spec, &components, &objects, version)?;
-    objects.extend(templates::render(&bundle.templates(), &data)?);
+    let bundle_templates: BTreeMap<&str, &[u8]> = release
+        .templates
+        .iter()
+        .map(|(name, content)| (name.as_str(), content.as_slice()))
+        .collect();
+    objects.extend(templates::render(&bundle_templates, &data)?);
 
-    let catalog = bundle.image_catalog(version, variant_name(variant(spec)))?;
+    let catalog = release.catalogs.get(variant_name(variant(spec)));
     let version_label = format!("v{version}");
     let standard_labels = [
         (label::MANAGED_BY, MANAGED_BY_VALUE),
@@ -377,12 +434,8 @@ pub fn render(
                 if upstream.contains(&format!("/{name}:"))
                     || upstream.starts_with(&format!("{name}:"))
                 {
-                    let image = component_image(
-                        &name,
-                        &upstream,
-                        &spec.distribution.registry,
-                        catalog.as_ref(),
-                    );
+                    let image =
+                        component_image(&name, &upstream, &spec.distribution.registry, catalog);
                     container["image"] = json!(image_reference(&image));
                     images.push(image);
                 }
