@@ -57,9 +57,13 @@ wait_for 60 "fluxop /readyz" curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz" \
 log "applying a FluxInstance that verifies the bundle"
 sed -e "s#oci://registry.example.com/flux/bundle:latest#oci://$REGISTRY/flux/bundle:latest#" \
   examples/flux-instance-signed.yaml | "$KUBECTL" apply -f - >&2
-wait_for 60 "fluxop to report on the instance" \
-  sh -c "'$KUBECTL' get fluxinstance flux -n flux-system -o jsonpath='{.status.lastArtifactRevision}' | grep -q sha256"
+if ! "$KUBECTL" wait fluxinstance/flux -n flux-system --for=condition=Ready --timeout=180s >&2; then
+  "$KUBECTL" describe fluxinstance flux -n flux-system >&2 || true
+  tail -n 20 "$STATE/logs/fluxop.log" >&2
+  exit 1
+fi
 "$KUBECTL" get fluxinstance -n flux-system >&2
+"$KUBECTL" get deployments -n flux-system >&2
 
 cat <<MSG
 
@@ -72,11 +76,13 @@ fluxop is running against a local cluster. To look around:
   curl -s http://127.0.0.1:$METRICS_PORT/metrics
   tail -f $STATE/logs/fluxop.log
   kubectl describe fluxinstance flux -n flux-system   # conditions and Events
+  kubectl get deployments -n flux-system      # the Flux controllers, Available on kwok nodes
+  kubectl scale deployment/source-controller -n flux-system --replicas=0   # reverted in <1s
   $FLUXOP bundle list --insecure oci://$REGISTRY/flux/bundle
   bundle: $BUNDLE (signed; public key in Secret flux-system/flux-bundle-cosign)
 
-fluxop verified the bundle's signature, cached it and chose the Flux version; rendering and
-applying Flux come next, and then this instance becomes Ready.
+fluxop verified the bundle's signature, rendered the chosen Flux version, applied it with
+server-side apply, waited for the controllers to become Available and reported Ready.
 
 Stop everything with: hack/demo.sh down
 MSG

@@ -4,6 +4,8 @@
 //! test fails with instructions: this tier never skips silently.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -60,6 +62,18 @@ pub fn kubectl() -> Command {
     let mut command = Command::new(required_env("FLUXOP_E2E_KUBECTL"));
     command.arg("--kubeconfig").arg(kubeconfig_path());
     command
+}
+
+/// Where the hack/ scripts keep clusters and registries (as hack/lib.sh computes it).
+pub fn state_root() -> PathBuf {
+    std::env::var("FLUXOP_TESTBED_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from("/tmp"))
+                .join("fluxop-testbed")
+        })
 }
 
 /// The repository root.
@@ -206,15 +220,7 @@ impl OwnRegistry {
             String::from_utf8_lossy(&output.stderr)
         );
         let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let state = std::env::var("FLUXOP_TESTBED_STATE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                std::env::var("TMPDIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|_| PathBuf::from("/tmp"))
-                    .join("fluxop-testbed")
-            });
-        let ca = state.join("registries").join(&name).join("ca.crt");
+        let ca = state_root().join("registries").join(&name).join("ca.crt");
         Self { name, address, ca }
     }
 }

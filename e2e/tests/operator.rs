@@ -1,87 +1,27 @@
 //! The fluxop binary and its install manifests against the real cluster.
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use fluxop_e2e::{
-    client, ensure_crds, eventually, fluxop_bin, fresh_namespace, kubeconfig_path, kubectl,
-    repo_root,
+    client,
+    cluster::{OwnCluster, exclusive, http_get},
+    ensure_crds, eventually, fluxop_bin, fresh_namespace, kubectl, repo_root,
 };
 
-/// A port on loopback that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// `GET path` over HTTP/1.0; returns the status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// Kills the operator when the test ends, pass or fail.
-struct Operator(Child);
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `fluxop run` for `namespace` on free ports; returns it with its health and metrics
-/// addresses once `/readyz` answers 200.
-async fn start_operator(namespace: &str, extra: &[&str]) -> (Operator, SocketAddr, SocketAddr) {
-    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{namespace}"));
-    let operator = Operator(
-        Command::new(fluxop_bin())
-            .args(["run", "--namespace", namespace, "--log-format", "json"])
-            .arg("--health-addr")
-            .arg(health.to_string())
-            .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig_path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("fluxop starts"),
-    );
+#[tokio::test]
+async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("operator").await;
+    let client = cluster.client().await;
+    let namespace = fresh_namespace(&client, "operator").await;
+    let operator = cluster.start_operator(&namespace, &[]).await;
+    let (health, metrics) = (operator.health, operator.metrics);
     eventually(
         Duration::from_secs(60),
         "fluxop /readyz to answer 200",
         || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
     )
     .await;
-    (operator, health, metrics)
-}
-
-#[tokio::test]
-async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
-    let client = client().await;
-    ensure_crds(&client).await;
-    let namespace = fresh_namespace(&client, "operator").await;
-    let (_operator, health, metrics) = start_operator(&namespace, &[]).await;
     let (status, _) = http_get(health, "/healthz").expect("healthz answers");
     assert_eq!(status, 200);
     let (status, body) = http_get(metrics, "/metrics").expect("metrics answers");
@@ -97,9 +37,9 @@ async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
         "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\n\
          spec:\n  distribution:\n    version: 2.x\n    registry: ghcr.io/fluxcd\n"
     );
-    kubectl_apply(&instance);
+    cluster.apply(&instance);
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "a FluxInstance reconcile counted in /metrics",
         || async {
             let (_, body) = http_get(metrics, "/metrics")?;
@@ -184,36 +124,13 @@ async fn deploy_manifests_are_accepted_by_a_server_side_dry_run() {
     }
 }
 
-/// Applies YAML with kubectl, panicking with its stderr on failure.
-fn kubectl_apply(yaml: &str) {
-    let mut apply = kubectl()
-        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let output = apply.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Waits until the instance's Ready condition has `reason`; returns (status, message, instance).
 async fn wait_for_ready_reason(
     api: &kube::Api<fluxop::api::FluxInstance>,
     reason: &str,
 ) -> (String, String, fluxop::api::FluxInstance) {
     eventually(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         &format!("Ready reason {reason}"),
         || async {
             let instance = api.get("flux").await.ok()?;
@@ -240,8 +157,9 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         registry::{Credentials, Registry, RegistryConfig},
         signature,
     };
-    let client = client().await;
-    ensure_crds(&client).await;
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("source").await;
+    let client = cluster.client().await;
     let namespace = fresh_namespace(&client, "source").await;
     let registry_address = fluxop_e2e::registry_address();
 
@@ -284,8 +202,8 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  cosign.pub: |\n{indented}\n"
         )
     };
-    kubectl_apply(&secret("signer", &signer.public_pem));
-    kubectl_apply(&secret("other", &other.public_pem));
+    cluster.apply(&secret("signer", &signer.public_pem));
+    cluster.apply(&secret("other", &other.public_pem));
     let instance = |version: &str, secret: &str, artifact: &str| {
         let artifact = if artifact.is_empty() {
             String::new()
@@ -305,25 +223,23 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         )
     };
 
-    let (_operator, _, _) =
-        start_operator(&namespace, &["--insecure-registry", &registry_address]).await;
+    let _operator = cluster
+        .start_operator(&namespace, &["--insecure-registry", &registry_address])
+        .await;
     let api = kube::Api::<fluxop::api::FluxInstance>::namespaced(client.clone(), &namespace);
 
-    // Signed with the trusted key: the highest 2.8 release is chosen, the digest recorded.
-    kubectl_apply(&instance("2.8.x", "signer", &reference));
-    let (status, message, found) = wait_for_ready_reason(&api, "Progressing").await;
-    assert_eq!(status, "Unknown");
-    assert!(
-        message.contains("Flux v2.8.8 selected from") && message.contains(&digest),
-        "{message}"
-    );
+    // Signed with the trusted key: the highest 2.8 release is installed, the digest recorded.
+    cluster.apply(&instance("2.8.x", "signer", &reference));
+    let (status, message, found) = wait_for_ready_reason(&api, "ReconciliationSucceeded").await;
+    assert_eq!(status, "True");
+    assert!(message.contains("Flux v2.8.8 is installed"), "{message}");
     assert_eq!(
         found.status.unwrap().last_artifact_revision.as_deref(),
         Some(digest.as_str())
     );
 
     // Trusting another key: refused, with the artifact named.
-    kubectl_apply(&instance("2.8.x", "other", &reference));
+    cluster.apply(&instance("2.8.x", "other", &reference));
     let (status, message, _) = wait_for_ready_reason(&api, "VerificationFailed").await;
     assert_eq!(status, "False");
     assert!(
@@ -332,7 +248,7 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
     );
 
     // A version the bundle does not have: terminal, Stalled.
-    kubectl_apply(&instance("2.10.x", "signer", &reference));
+    cluster.apply(&instance("2.10.x", "signer", &reference));
     let (_, message, found) = wait_for_ready_reason(&api, "BuildFailed").await;
     assert!(
         message.contains("no Flux version in the bundle satisfies \"2.10.x\""),
@@ -348,15 +264,13 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
     assert_eq!(stalled.map(|c| c.status), Some("True".to_string()));
 
     // No artifact: the bundle embedded in the binary.
-    kubectl_apply(&instance("2.7.x", "", ""));
-    let (_, message, _) = wait_for_ready_reason(&api, "Progressing").await;
-    assert!(
-        message.contains("Flux v2.7.5 selected from the bundle embedded in fluxop"),
-        "{message}"
-    );
+    cluster.apply(&instance("2.9.x", "", ""));
+    let (_, message, _) = wait_for_ready_reason(&api, "ReconciliationSucceeded").await;
+    assert!(message.contains("Flux v2.9.4 is installed"), "{message}");
 
     // Every transition left an Event on the instance.
-    let events = kubectl()
+    let events = cluster
+        .kubectl()
         .args([
             "get",
             "events",
@@ -369,7 +283,7 @@ async fn the_operator_verifies_the_bundle_and_reports_the_chosen_version_in_cond
         .unwrap();
     let reasons = String::from_utf8_lossy(&events.stdout);
     for reason in [
-        "Progressing",
+        "ReconciliationSucceeded",
         "VerificationFailed",
         "BuildFailed",
         "OutdatedVersion",
@@ -390,8 +304,9 @@ async fn the_operator_reads_registry_credentials_and_ca_from_secrets() {
         reference::ArtifactRef,
         registry::{Credentials, Registry, RegistryConfig},
     };
-    let client = client().await;
-    ensure_crds(&client).await;
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("secrets").await;
+    let client = cluster.client().await;
     let namespace = fresh_namespace(&client, "secrets").await;
     let own =
         fluxop_e2e::OwnRegistry::start("operator-tls", &["--tls", "--basic-auth", "puller:pa55"]);
@@ -426,7 +341,7 @@ async fn the_operator_reads_registry_credentials_and_ca_from_secrets() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    kubectl_apply(&format!(
+    cluster.apply(&format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-ca\n  namespace: {namespace}\nstringData:\n  ca.crt: |\n{}\n\
          ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\n  namespace: {namespace}\ntype: kubernetes.io/dockerconfigjson\n\
          stringData:\n  .dockerconfigjson: '{docker_config}'\n",
@@ -441,16 +356,17 @@ async fn the_operator_reads_registry_credentials_and_ca_from_secrets() {
     let api = kube::Api::<fluxop::api::FluxInstance>::namespaced(client.clone(), &namespace);
 
     // The operator trusts the CA from its Secret; without the pull secret it is refused.
-    let (_operator, _, _) =
-        start_operator(&namespace, &["--registry-ca-secret", "registry-ca"]).await;
-    kubectl_apply(&instance(""));
+    let _operator = cluster
+        .start_operator(&namespace, &["--registry-ca-secret", "registry-ca"])
+        .await;
+    cluster.apply(&instance(""));
     let (status, message, _) = wait_for_ready_reason(&api, "ArtifactFailed").await;
     assert_eq!(status, "False");
     assert!(message.contains("check the credentials"), "{message}");
 
     // With the artifactPullSecret the bundle is fetched.
-    kubectl_apply(&instance("    artifactPullSecret: pull\n"));
-    let (_, message, found) = wait_for_ready_reason(&api, "Progressing").await;
-    assert!(message.contains("Flux v2.9.4 selected"), "{message}");
+    cluster.apply(&instance("    artifactPullSecret: pull\n"));
+    let (_, message, found) = wait_for_ready_reason(&api, "ReconciliationSucceeded").await;
+    assert!(message.contains("Flux v2.9.4 is installed"), "{message}");
     assert_eq!(found.status.unwrap().last_artifact_revision, Some(digest));
 }

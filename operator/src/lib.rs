@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apply;
 pub mod bundle;
 pub mod cli;
 pub mod controller;

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     }
     let cli = fluxop::cli::Cli::parse();
     match fluxop::cli::execute(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             error.exit_code()

@@ -20,6 +20,9 @@ pub mod reason {
     pub const RECONCILIATION_DISABLED: &str = "ReconciliationDisabled";
     /// fluxop: the bundle's signature did not verify.
     pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+    /// fluxop: a new version did not become healthy and the previous one was restored; with
+    /// `Stalled` until the spec, the artifact or a reconcile request changes.
+    pub const ROLLED_BACK: &str = "RolledBack";
 }
 
 /// Annotation keys users put on a `FluxInstance`, a `FluxReport` or a rendered object.
@@ -49,6 +52,9 @@ pub mod label {
     pub const OWNER_NAME: &str = "fluxcd.controlplane.io/name";
     pub const OWNER_NAMESPACE: &str = "fluxcd.controlplane.io/namespace";
 }
+
+/// Finalizer on a `FluxInstance`: deleting it uninstalls Flux first.
+pub const FINALIZER: &str = "fluxcd.controlplane.io/finalizer";
 
 /// Field manager of every server-side apply fluxop makes.
 pub const FIELD_MANAGER: &str = "fluxop";

@@ -38,6 +38,32 @@ pub enum Command {
     /// Render offline what an instance installs.
     #[command(subcommand)]
     Build(BuildCommand),
+    /// Show what applying an instance would change in a live cluster (server-side dry run).
+    #[command(subcommand)]
+    Diff(DiffCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiffCommand {
+    /// Compare what a FluxInstance installs with the cluster: `+` created, `~` changed (with
+    /// the fields). Exits 0 when nothing would change, 3 when something would, 1 on failure.
+    Instance(DiffInstanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffInstanceArgs {
+    /// The FluxInstance manifest.
+    #[arg(short, long)]
+    pub file: PathBuf,
+    /// A bundle directory to render from (default: the bundle embedded in fluxop).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Namespace when the manifest names none.
+    #[arg(long, default_value = api::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Kubeconfig of the cluster (default: KUBECONFIG or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +115,16 @@ pub struct RunArgs {
     /// Timeout of every registry request, in seconds.
     #[arg(long, env = "FLUXOP_REGISTRY_TIMEOUT", default_value_t = 60)]
     pub registry_timeout: u64,
+    /// Hold a Lease before reconciling, so that of several replicas only one writes.
+    #[arg(long, env = "FLUXOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the Lease in the operator's namespace.
+    #[arg(
+        long,
+        env = "FLUXOP_LEADER_ELECTION_ID",
+        default_value = "fluxop-leader-election"
+    )]
+    pub leader_election_id: String,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -150,6 +186,12 @@ pub enum Error {
     Manifest { path: PathBuf, reason: String },
     #[error("{0}")]
     Build(String),
+    #[error("{0}: stopping so that the new leader alone reconciles")]
+    LeadershipLost(String),
+    #[error("kubeconfig {path}: {reason}")]
+    KubeconfigFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Apply(#[from] crate::apply::Error),
     #[error("{dir}: {source}")]
     BundleArchive {
         dir: PathBuf,
@@ -177,12 +219,15 @@ impl Error {
     }
 }
 
-pub async fn execute(cli: Cli) -> Result<(), Error> {
+/// Runs a command; its exit code (0, or a command's own such as `diff`'s 3) or an error.
+pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
+    let done = |result: Result<(), Error>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Run(args) => run(args).await,
-        Command::Crds(args) => print_crds(args),
-        Command::Bundle(command) => bundle::execute(command).await,
+        Command::Run(args) => done(run(args).await),
+        Command::Crds(args) => done(print_crds(args)),
+        Command::Bundle(command) => done(bundle::execute(command).await),
         Command::Build(BuildCommand::Instance(args)) => build_instance(args),
+        Command::Diff(DiffCommand::Instance(args)) => diff_instance(args).await,
     }
 }
 
@@ -206,31 +251,37 @@ fn print_crds(args: CrdsArgs) -> Result<(), Error> {
 }
 
 /// Renders an instance manifest offline with the embedded bundle or a bundle directory.
-fn build_instance(args: BuildInstanceArgs) -> Result<(), Error> {
+/// Reads an instance manifest and renders it offline with the embedded bundle or a bundle
+/// directory; shared by `build instance` and `diff instance`.
+fn render_file(
+    file: &std::path::Path,
+    bundle_dir: Option<&std::path::Path>,
+    default_namespace: &str,
+) -> Result<crate::render::Rendered, Error> {
     use crate::bundle::{archive, embedded, layout::Bundle, version};
-    let text = std::fs::read_to_string(&args.file).map_err(|source| Error::Read {
-        path: args.file.clone(),
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+        path: file.to_path_buf(),
         source,
     })?;
     let instance: api::FluxInstance =
         serde_saphyr::from_str(&text).map_err(|e| Error::Manifest {
-            path: args.file.clone(),
+            path: file.to_path_buf(),
             reason: e.to_string(),
         })?;
     let namespace = instance
         .metadata
         .namespace
         .clone()
-        .unwrap_or(args.namespace);
+        .unwrap_or_else(|| default_namespace.to_string());
     let owned;
-    let bundle: &Bundle = match &args.bundle {
+    let bundle: &Bundle = match bundle_dir {
         Some(dir) => {
             let files = archive::read_dir(dir).map_err(|source| Error::BundleArchive {
-                dir: dir.clone(),
+                dir: dir.to_path_buf(),
                 source,
             })?;
             owned = Bundle::from_files(files).map_err(|source| Error::BundleLayout {
-                dir: dir.clone(),
+                dir: dir.to_path_buf(),
                 source,
             })?;
             &owned
@@ -261,8 +312,13 @@ fn build_instance(args: BuildInstanceArgs) -> Result<(), Error> {
         rendered.objects.len(),
         rendered.revision
     );
+    Ok(rendered)
+}
+
+fn build_instance(args: BuildInstanceArgs) -> Result<ExitCode, Error> {
+    let rendered = render_file(&args.file, args.bundle.as_deref(), &args.namespace)?;
     match args.output {
-        OutputFormat::Json => print_structured(&rendered.objects, OutputFormat::Json),
+        OutputFormat::Json => print_structured(&rendered.objects, OutputFormat::Json)?,
         _ => {
             let documents: Result<Vec<String>, _> = rendered
                 .objects
@@ -271,9 +327,64 @@ fn build_instance(args: BuildInstanceArgs) -> Result<(), Error> {
                 .collect();
             let documents = documents.map_err(|e| Error::Format(e.to_string()))?;
             print!("---\n{}", documents.join("---\n"));
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of `diff instance` when applying would change something.
+pub const EXIT_CHANGES: u8 = 3;
+
+async fn diff_instance(args: DiffInstanceArgs) -> Result<ExitCode, Error> {
+    use crate::apply::Action;
+    let rendered = render_file(&args.file, args.bundle.as_deref(), &args.namespace)?;
+    let client = match &args.kubeconfig {
+        Some(path) => {
+            let unusable = |reason: String| Error::KubeconfigFile {
+                path: path.clone(),
+                reason,
+            };
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(e.to_string()))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| unusable(e.to_string()))?;
+            kube::Client::try_from(config).map_err(Error::KubeConfig)?
+        }
+        None => kube::Client::try_default()
+            .await
+            .map_err(Error::KubeConfig)?,
+    };
+    let applier = crate::apply::Applier::new(client, api::constants::FIELD_MANAGER);
+    let options = crate::apply::Options {
+        dry_run: true,
+        ..Default::default()
+    };
+    let changes = applier.apply_all(&rendered.objects, options).await?;
+    let mut changed = 0;
+    for entry in &changes.entries {
+        match &entry.action {
+            Action::Unchanged => {}
+            Action::Created => println!("+ {}", entry.id),
+            Action::Recreated => println!("! {} (immutable fields change: recreated)", entry.id),
+            Action::Configured(fields) => {
+                println!("~ {}", entry.id);
+                for field in fields {
+                    println!("    {field}");
+                }
+            }
+        }
+        if entry.action != Action::Unchanged {
+            changed += 1;
+        }
+    }
+    let entries = &changes.entries;
+    eprintln!("► {changed} of {} objects would change", entries.len());
+    Ok(if changed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHANGES)
+    })
 }
 
 /// `-o` of commands that print objects.
@@ -329,6 +440,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         version = env!("CARGO_PKG_VERSION"),
         "fluxop starting"
     );
+    let context_client = client.clone();
     let context = controller::Context {
         recorder: kube::runtime::events::Recorder::new(
             client.clone(),
@@ -346,19 +458,56 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             timeout: std::time::Duration::from_secs(args.registry_timeout),
         },
         releases: controller::instance::ReleaseCache::default(),
+        applier: crate::apply::Applier::new(context_client.clone(), api::constants::FIELD_MANAGER),
+        instances: std::sync::OnceLock::new(),
         source: crate::bundle::source::Source {
             cache: crate::bundle::cache::Cache::new(&args.cache_dir),
             limits: crate::bundle::archive::Limits::default(),
             keep: 5,
         },
     };
-    tokio::select! {
-        _ = server::serve(metrics_listener, state.clone()) => {}
-        _ = server::serve(health_listener, state) => {}
-        _ = controller::run(context, health) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+    let election = args.leader_elect.then(|| {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "fluxop".into());
+            format!("{host}-{}", std::process::id())
+        });
+        controller::lease::LeaderElection::new(
+            context.client.clone(),
+            &args.namespace,
+            &args.leader_election_id,
+            &identity,
+        )
+    });
+    let lead = async {
+        if let Some(election) = &election {
+            election.acquire().await;
+        }
+        match &election {
+            Some(election) => {
+                tokio::select! {
+                    _ = controller::run(context, health) => Ok(()),
+                    lost = election.hold() => Err(Error::LeadershipLost(lost)),
+                }
+            }
+            None => {
+                controller::run(context, health).await;
+                Ok(())
+            }
+        }
+    };
+    let result = tokio::select! {
+        _ = server::serve(metrics_listener, state.clone()) => Ok(()),
+        _ = server::serve(health_listener, state) => Ok(()),
+        result = lead => result,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    if let Some(election) = &election {
+        election.release().await;
     }
-    Ok(())
+    result
 }
 
 /// SIGTERM (the kubelet) or Ctrl-C (a person).

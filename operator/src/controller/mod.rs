@@ -2,10 +2,13 @@
 
 pub mod conditions;
 pub mod instance;
+pub mod lease;
+pub mod lifecycle;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     runtime::{Controller, controller::Action, watcher},
@@ -13,7 +16,11 @@ use kube::{
 
 pub use instance::{Context, RegistrySettings};
 
-use crate::{api::FluxInstance, server::Health, telemetry::ReconcileLabels};
+use crate::{
+    api::{FluxInstance, constants::label},
+    server::Health,
+    telemetry::ReconcileLabels,
+};
 
 fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(instance = %instance.name_any(), %error, "reconcile failed");
@@ -27,13 +34,50 @@ fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<C
     Action::requeue(Duration::from_secs(30))
 }
 
+/// A tick whenever a Deployment fluxop installed is changed by someone (its generation moved:
+/// scaled, edited) or deleted, so drift is corrected in seconds rather than at the next
+/// periodic reconcile. Status-only updates, which happen all the time, are ignored.
+fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace);
+    let config =
+        watcher::Config::default().labels(&format!("{}={}", label::OWNER_NAMESPACE, ctx.namespace));
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+    watcher(deployments, config).filter_map(move |event| {
+        let tick = match event {
+            Ok(watcher::Event::Apply(deployment) | watcher::Event::InitApply(deployment)) => {
+                let name = deployment.name_any();
+                let generation = deployment.metadata.generation;
+                let previous = generations.insert(name.clone(), generation);
+                // Only changes after the initial listing count; our own applies tick too,
+                // and the reconcile they cause finds nothing to do.
+                matches!(previous, Some(before) if before != generation)
+            }
+            Ok(watcher::Event::Delete(deployment)) => {
+                generations.remove(&deployment.name_any());
+                true
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
+            Err(error) => {
+                tracing::debug!(%error, "watching Deployments for drift");
+                false
+            }
+        };
+        if tick {
+            tracing::info!("a Flux Deployment changed: reconciling");
+        }
+        futures::future::ready(tick.then_some(()))
+    })
+}
+
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
 /// ends. Marks the operator ready once the instance cache has synced, and not ready with the
 /// API server's reason while the watch fails (for example when the CRDs are not installed).
 pub async fn run(ctx: Context, health: Arc<Health>) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
-    let controller = Controller::new(instances, watcher::Config::default());
+    let controller =
+        Controller::new(instances, watcher::Config::default()).reconcile_all_on(drift(&ctx));
     let store = controller.store();
+    let _ = ctx.instances.set(store.clone());
     let ready = health.clone();
     tokio::spawn(async move {
         // The store's readiness is a one-shot channel that wakes only its latest poller, and

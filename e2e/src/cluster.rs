@@ -1,0 +1,320 @@
+//! A cluster of a test's own, for tests that install Flux: CRDs and cluster roles are
+//! cluster-wide, so two installs in one cluster would fight over them. Such tests take
+//! [`exclusive`] so only one of these clusters runs at a time, and stop it when done.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fluxop::api::FluxInstance;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Api, Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use crate::{ensure_crds, eventually, fluxop_bin, repo_root, state_root};
+
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held while a test runs its own cluster: one at a time keeps memory and CPU in check.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
+
+pub struct OwnCluster {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl OwnCluster {
+    /// Starts a fresh cluster (`hack/cluster-up.sh`) with fluxop's CRDs installed.
+    pub async fn start(prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", std::process::id());
+        let output = Command::new(repo_root().join("hack/cluster-up.sh"))
+            .arg(&name)
+            .output()
+            .expect("hack/cluster-up.sh runs");
+        assert!(
+            output.status.success(),
+            "cluster-up {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let kubeconfig = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let cluster = Self { name, kubeconfig };
+        ensure_crds(&cluster.client().await).await;
+        cluster
+    }
+
+    pub async fn client(&self) -> Client {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig valid");
+        Client::try_from(config).expect("client")
+    }
+
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(crate::required_env("FLUXOP_E2E_KUBECTL"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// `kubectl <args>`, panicking with stderr on failure; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl().args(args).output().expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `kubectl apply --server-side` of YAML (field manager `e2e`).
+    pub fn apply(&self, yaml: &str) {
+        let mut apply = self
+            .kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager",
+                "e2e",
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        apply
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write");
+        let output = apply.wait_with_output().expect("kubectl finishes");
+        assert!(
+            output.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts `fluxop run` for `namespace`; returns once `/healthz` answers 200 (`/readyz`
+    /// waits for leadership and the instance cache).
+    pub async fn start_operator(&self, namespace: &str, extra: &[&str]) -> Operator {
+        let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{}", self.name));
+        let log = std::env::temp_dir().join(format!("fluxop-e2e-{}.log", self.name));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("operator log file");
+        let child = Command::new(fluxop_bin())
+            .args(["run", "--namespace", namespace, "--log-format", "json"])
+            .arg("--health-addr")
+            .arg(health.to_string())
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", format!("fluxop-{}-{}", self.name, free_port()))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("fluxop starts");
+        let operator = Operator {
+            child,
+            health,
+            metrics,
+            log,
+        };
+        eventually(
+            Duration::from_secs(60),
+            "fluxop /healthz to answer 200",
+            || async { http_get(health, "/healthz").filter(|(status, _)| *status == 200) },
+        )
+        .await;
+        operator
+    }
+
+    /// Sum of the API server's `apiserver_request_total` for writes that were not dry runs,
+    /// leaving out leases (leader election) and events.
+    pub fn write_requests(&self) -> u64 {
+        let metrics = self.kubectl_ok(&["get", "--raw", "/metrics"]);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| {
+                [
+                    "\"POST\"",
+                    "\"PUT\"",
+                    "\"PATCH\"",
+                    "\"DELETE\"",
+                    "\"APPLY\"",
+                ]
+                .iter()
+                .any(|verb| l.contains(&format!("verb={verb}")))
+            })
+            .filter(|l| !l.contains("dry_run=\"All\""))
+            .filter(|l| !l.contains("resource=\"leases\"") && !l.contains("resource=\"events\""))
+            .filter(|l| !l.contains("resource=\"tokenreviews\"") && !l.contains("accessreviews"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the control plane's logs for the post-mortem (hack/test.sh says where).
+            let logs = state_root().join("clusters").join(&self.name).join("logs");
+            let kept = repo_root().join("target/testbed-logs").join(&self.name);
+            let _ = std::fs::create_dir_all(&kept);
+            let _ = Command::new("cp").arg("-r").arg(&logs).arg(&kept).status();
+        }
+        let _ = Command::new(repo_root().join("hack/cluster-down.sh"))
+            .arg(&self.name)
+            .output();
+    }
+}
+
+/// A running `fluxop run`; killed when dropped. Its log (JSON) is kept in a file that a
+/// failing test prints.
+pub struct Operator {
+    child: Child,
+    pub health: SocketAddr,
+    pub metrics: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// SIGKILL, as a crash or an evicted pod would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn metric(&self, prefix: &str) -> Option<String> {
+        let (_, body) = http_get(self.metrics, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(&self.log)
+        {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- fluxop log (last 40 lines, newest first) ---");
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `GET path` over HTTP/1.0; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The instance's condition of `type_`, if any.
+pub fn condition(instance: &FluxInstance, type_: &str) -> Option<Condition> {
+    instance
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+/// Waits until the instance `flux` satisfies `check`; panics after `timeout` with its
+/// conditions.
+pub async fn wait_for_instance(
+    api: &Api<FluxInstance>,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&FluxInstance) -> bool,
+) -> FluxInstance {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let instance = api.get_opt("flux").await.ok().flatten();
+        if let Some(instance) = &instance
+            && check(instance)
+        {
+            return instance.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            let conditions = instance
+                .and_then(|i| i.status)
+                .and_then(|s| s.conditions)
+                .map(|c| {
+                    c.iter()
+                        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                })
+                .unwrap_or_default();
+            panic!("timed out after {timeout:?} waiting for {what}; conditions:\n  {conditions}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Ready=True at `revision_prefix` (e.g. `v2.9.4@`) for the current generation.
+pub fn is_ready_at(instance: &FluxInstance, revision_prefix: &str) -> bool {
+    let ready = condition(instance, "Ready");
+    ready.is_some_and(|c| {
+        c.status == "True" && c.observed_generation == instance.metadata.generation
+    }) && instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.as_deref())
+        .is_some_and(|r| r.starts_with(revision_prefix))
+}
+
+/// A FluxInstance manifest named `flux` in `namespace` with the given `spec` YAML (indented
+/// two spaces).
+pub fn instance_yaml(namespace: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\nspec:\n{spec}"
+    )
+}

@@ -1,0 +1,533 @@
+//! Talking to the cluster about rendered objects: staged server-side apply that writes only
+//! what drifted, health waits, deletion for prune, storage migration. Knows nothing about
+//! Flux: it takes objects and reports or applies them. Decisions (order, inventory, health
+//! rules, ownership takeover, diffs) are pure functions in the submodules.
+
+pub mod diff;
+pub mod health;
+pub mod migrate;
+pub mod object;
+pub mod ownership;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use kube::{
+    Client,
+    api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy},
+    core::{ApiResource, GroupVersionKind},
+    discovery::{ApiCapabilities, Scope},
+};
+use serde_json::Value;
+
+pub use health::Health;
+pub use object::ObjectId;
+
+/// Requests in flight at once while applying or checking one stage.
+const CONCURRENCY: usize = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("a manifest has no apiVersion, kind or name: {0}")]
+    Invalid(String),
+    #[error("{object}: the cluster does not serve {api_version} {kind}: {source}")]
+    UnknownKind {
+        /// The object, as `Kind/namespace/name`.
+        object: String,
+        api_version: String,
+        kind: String,
+        source: Box<kube::Error>,
+    },
+    #[error("{object}: {source}")]
+    Request {
+        object: String,
+        source: Box<kube::Error>,
+    },
+    #[error(
+        "{object}: {message}; it has to be recreated: annotate the FluxInstance with reconcile.fluxcd.io/forceAt to allow it"
+    )]
+    Immutable { object: String, message: String },
+    #[error("CustomResourceDefinitions not established after {0:?}: {1}")]
+    NotEstablished(Duration, String),
+    #[error("{} objects failed: {}", .0.len(), join(.0))]
+    Many(Vec<Error>),
+}
+
+fn join(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What an apply did (or, in a dry run, would do) to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    /// The fields that changed, as `path: old -> new`.
+    Configured(Vec<String>),
+    Recreated,
+    Unchanged,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Created => "created",
+            Action::Configured(_) => "configured",
+            Action::Recreated => "recreated",
+            Action::Unchanged => "unchanged",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub id: ObjectId,
+    pub action: Action,
+}
+
+/// The outcome of applying a set of objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub entries: Vec<Applied>,
+}
+
+impl ChangeSet {
+    pub fn changed(&self) -> impl Iterator<Item = &Applied> {
+        self.entries
+            .iter()
+            .filter(|e| e.action != Action::Unchanged)
+    }
+
+    /// One line per changed object (`Deployment/flux-system/x configured`), for events.
+    pub fn summary(&self) -> String {
+        self.changed()
+            .map(|e| format!("{} {}", e.id, e.action))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Delete and create objects whose immutable fields changed (else an error).
+    pub recreate_immutable: bool,
+    /// Only find out what would change: nothing is written.
+    pub dry_run: bool,
+}
+
+/// How a wait for health ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthOutcome {
+    Healthy,
+    /// Objects that failed or were still in progress at the deadline, with why.
+    Unhealthy(Vec<(ObjectId, Health)>),
+    /// The caller asked to stop waiting (a newer reconcile request).
+    Canceled,
+}
+
+/// What [`Applier::delete`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Already gone.
+    Absent,
+    /// Kept: the guard refused it, with the reason.
+    Kept(String),
+}
+
+/// Applies objects with one field manager. Caches how each kind is served, so a steady-state
+/// reconcile makes no discovery requests.
+pub struct Applier {
+    client: Client,
+    manager: String,
+    resources: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+}
+
+impl Applier {
+    pub fn new(client: Client, manager: &str) -> Self {
+        Self {
+            client,
+            manager: manager.to_string(),
+            resources: Mutex::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn cached(&self, gvk: &GroupVersionKind) -> Option<(ApiResource, ApiCapabilities)> {
+        self.resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(gvk)
+            .cloned()
+    }
+
+    /// How the cluster serves `id`'s kind at `version`.
+    async fn resolve(&self, id: &ObjectId, version: &str) -> Result<(ApiResource, Scope), Error> {
+        let gvk = GroupVersionKind::gvk(&id.group, version, &id.kind);
+        if let Some((resource, capabilities)) = self.cached(&gvk) {
+            return Ok((resource, capabilities.scope));
+        }
+        let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|source| Error::UnknownKind {
+                object: id.to_string(),
+                api_version: id.api_version(version),
+                kind: id.kind.clone(),
+                source: Box::new(source),
+            })?;
+        let scope = capabilities.scope.clone();
+        self.resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(gvk, (resource.clone(), capabilities));
+        Ok((resource, scope))
+    }
+
+    /// Forgets how kinds are served: after CRDs changed, versions may have come or gone.
+    pub fn forget_kinds(&self) {
+        self.resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    pub async fn api(&self, id: &ObjectId, version: &str) -> Result<Api<DynamicObject>, Error> {
+        let (resource, scope) = self.resolve(id, version).await?;
+        Ok(match scope {
+            Scope::Namespaced => {
+                Api::namespaced_with(self.client.clone(), &id.namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        })
+    }
+
+    /// The live object, if any.
+    pub async fn get(&self, id: &ObjectId, version: &str) -> Result<Option<Value>, Error> {
+        let api = self.api(id, version).await?;
+        let live = api
+            .get_opt(&id.name)
+            .await
+            .map_err(|source| Error::Request {
+                object: id.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(live.map(|o| serde_json::to_value(o).unwrap_or_default()))
+    }
+
+    /// Applies one object: a server-side dry run first, and a write only when the result
+    /// differs from what is stored or earlier managers' fields must be taken over.
+    pub async fn apply(&self, object: &Value, options: Options) -> Result<Applied, Error> {
+        let (id, version) =
+            ObjectId::of(object).ok_or_else(|| Error::Invalid(object.to_string()))?;
+        let failed = |source| Error::Request {
+            object: id.to_string(),
+            source: Box::new(source),
+        };
+        let api = match self.api(&id, &version).await {
+            // A dry run cannot check kinds whose CRD is not there yet: it would be created.
+            Err(Error::UnknownKind { .. }) if options.dry_run => {
+                return Ok(Applied {
+                    id,
+                    action: Action::Created,
+                });
+            }
+            other => other?,
+        };
+        let force = PatchParams::apply(&self.manager).force();
+        let live = api.get_opt(&id.name).await.map_err(failed)?;
+        let Some(live) = live else {
+            if !options.dry_run {
+                api.patch(&id.name, &force, &Patch::Apply(object))
+                    .await
+                    .map_err(failed)?;
+            }
+            return Ok(Applied {
+                id,
+                action: Action::Created,
+            });
+        };
+        let live = serde_json::to_value(live).unwrap_or_default();
+        let takeover = ownership::takeover_patch(&live, &self.manager);
+        let would_be = match api
+            .patch(&id.name, &force.clone().dry_run(), &Patch::Apply(object))
+            .await
+        {
+            Ok(would_be) => serde_json::to_value(would_be).unwrap_or_default(),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains("immutable") =>
+            {
+                if options.dry_run {
+                    return Ok(Applied {
+                        id,
+                        action: Action::Recreated,
+                    });
+                }
+                if !options.recreate_immutable {
+                    return Err(Error::Immutable {
+                        object: id.to_string(),
+                        message: status.message,
+                    });
+                }
+                self.recreate(&api, &id, object).await?;
+                return Ok(Applied {
+                    id,
+                    action: Action::Recreated,
+                });
+            }
+            Err(source) => return Err(failed(source)),
+        };
+        let fields = diff::differences(&live, &would_be);
+        if fields.is_empty() && takeover.is_none() {
+            return Ok(Applied {
+                id,
+                action: Action::Unchanged,
+            });
+        }
+        if !options.dry_run {
+            if let Some(patch) = takeover {
+                let patch: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| Error::Invalid(format!("{id}: ownership patch: {e}")))?;
+                api.patch(&id.name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                    .await
+                    .map_err(failed)?;
+            }
+            api.patch(&id.name, &force, &Patch::Apply(object))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(Applied {
+            id,
+            action: Action::Configured(fields),
+        })
+    }
+
+    async fn recreate(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &ObjectId,
+        object: &Value,
+    ) -> Result<(), Error> {
+        let failed = |source| Error::Request {
+            object: id.to_string(),
+            source: Box::new(source),
+        };
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..DeleteParams::default()
+        };
+        api.delete(&id.name, &params).await.map_err(failed)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api.get_opt(&id.name).await.map_err(failed)?.is_some() {
+            if Instant::now() > deadline {
+                return Err(Error::Invalid(format!(
+                    "{id}: still terminating 60s after its deletion for recreation"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        api.patch(
+            &id.name,
+            &PatchParams::apply(&self.manager).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Applies many objects, a few at a time, in the order given; every failure is reported.
+    async fn apply_concurrently(
+        &self,
+        objects: &[&Value],
+        options: Options,
+    ) -> Result<Vec<Applied>, Error> {
+        // The futures are built before they become a stream: a closure in the stream would
+        // make the whole reconcile future fail the `Send` check (a rustc limitation).
+        let applies: Vec<_> = objects.iter().map(|o| self.apply(o, options)).collect();
+        let results: Vec<Result<Applied, Error>> =
+            stream::iter(applies).buffered(CONCURRENCY).collect().await;
+        let (applied, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        let mut errors: Vec<Error> = errors.into_iter().filter_map(Result::err).collect();
+        match errors.len() {
+            0 => Ok(applied.into_iter().filter_map(Result::ok).collect()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
+    /// Applies `objects` in two stages: definitions (CRDs, Namespaces, ClusterRoles), then,
+    /// once every CRD is Established, everything else. The change set is in apply order.
+    pub async fn apply_all(&self, objects: &[Value], options: Options) -> Result<ChangeSet, Error> {
+        let mut ordered: Vec<(ObjectId, &Value)> = objects
+            .iter()
+            .map(|o| {
+                ObjectId::of(o)
+                    .map(|(id, _)| (id, o))
+                    .ok_or_else(|| Error::Invalid(o.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        ordered.sort_by(|(a, _), (b, _)| object::apply_order(a, b));
+        let (definitions, rest): (Vec<_>, Vec<_>) =
+            ordered.into_iter().partition(|(id, _)| id.is_definition());
+        let definitions: Vec<&Value> = definitions.into_iter().map(|(_, o)| o).collect();
+        let rest: Vec<&Value> = rest.into_iter().map(|(_, o)| o).collect();
+
+        let mut entries = self.apply_concurrently(&definitions, options).await?;
+        let crds_changed = entries
+            .iter()
+            .any(|e| e.id.is_crd() && e.action != Action::Unchanged);
+        if crds_changed && !options.dry_run {
+            let crds: Vec<ObjectId> = entries
+                .iter()
+                .filter(|e| e.id.is_crd())
+                .map(|e| e.id.clone())
+                .collect();
+            self.wait_established(&crds, Duration::from_secs(60))
+                .await?;
+            // Versions may have been added or removed: learn them again.
+            self.forget_kinds();
+        }
+        entries.extend(self.apply_concurrently(&rest, options).await?);
+        Ok(ChangeSet { entries })
+    }
+
+    async fn wait_established(&self, crds: &[ObjectId], timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<ObjectId> = crds.to_vec();
+        loop {
+            let gets: Vec<_> = pending.iter().map(|id| self.get(id, "v1")).collect();
+            let checks = stream::iter(gets)
+                .buffered(CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            let mut still = Vec::new();
+            for (id, live) in pending.iter().zip(checks) {
+                match live? {
+                    Some(live) if health::evaluate(&live).is_current() => {}
+                    _ => still.push(id.clone()),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let names: Vec<String> = pending.iter().map(|i| i.name.clone()).collect();
+                return Err(Error::NotEstablished(timeout, names.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The health of each object now; a missing object is in progress.
+    pub async fn health(
+        &self,
+        objects: &[(ObjectId, String)],
+    ) -> Result<Vec<(ObjectId, Health)>, Error> {
+        let gets: Vec<_> = objects
+            .iter()
+            .map(|(id, version)| self.get(id, version))
+            .collect();
+        let checks = stream::iter(gets)
+            .buffered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        objects
+            .iter()
+            .zip(checks)
+            .map(|((id, _), live)| {
+                let health = live?.map_or_else(
+                    || Health::InProgress("not found".into()),
+                    |l| health::evaluate(&l),
+                );
+                Ok((id.clone(), health))
+            })
+            .collect()
+    }
+
+    /// Waits until every object is healthy, one of them fails, the timeout passes or
+    /// `canceled()` says to stop. Objects already healthy are not checked again.
+    pub async fn wait_healthy(
+        &self,
+        objects: &[(ObjectId, String)],
+        timeout: Duration,
+        canceled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<HealthOutcome, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<(ObjectId, String)> = objects.to_vec();
+        let mut interval = Duration::from_millis(250);
+        loop {
+            let checked = self.health(&pending).await?;
+            let failed: Vec<(ObjectId, Health)> = checked
+                .iter()
+                .filter(|(_, h)| matches!(h, Health::Failed(_)))
+                .cloned()
+                .collect();
+            if !failed.is_empty() {
+                return Ok(HealthOutcome::Unhealthy(failed));
+            }
+            let waiting: Vec<(ObjectId, Health)> = checked
+                .into_iter()
+                .filter(|(_, h)| !h.is_current())
+                .collect();
+            if waiting.is_empty() {
+                return Ok(HealthOutcome::Healthy);
+            }
+            if Instant::now() >= deadline {
+                return Ok(HealthOutcome::Unhealthy(waiting));
+            }
+            if canceled() {
+                return Ok(HealthOutcome::Canceled);
+            }
+            pending.retain(|(id, _)| waiting.iter().any(|(w, _)| w == id));
+            tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            interval = (interval * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Deletes an object if `guard` allows it (it sees the live object and says why not).
+    pub async fn delete(
+        &self,
+        id: &ObjectId,
+        version: &str,
+        guard: &(dyn Fn(&Value) -> Result<(), String> + Sync),
+    ) -> Result<Deletion, Error> {
+        let api = match self.api(id, version).await {
+            // Its kind is gone (its CRD was deleted), so is the object.
+            Err(Error::UnknownKind { .. }) => return Ok(Deletion::Absent),
+            other => other?,
+        };
+        let failed = |source| Error::Request {
+            object: id.to_string(),
+            source: Box::new(source),
+        };
+        let Some(live) = api.get_opt(&id.name).await.map_err(failed)? else {
+            return Ok(Deletion::Absent);
+        };
+        let live = serde_json::to_value(live).unwrap_or_default();
+        if let Err(reason) = guard(&live) {
+            return Ok(Deletion::Kept(reason));
+        }
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => Ok(Deletion::Deleted),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Deletion::Absent),
+            Err(source) => Err(failed(source)),
+        }
+    }
+}

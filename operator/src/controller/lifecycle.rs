@@ -1,0 +1,452 @@
+//! Converging the cluster to a rendered revision: upgrade checks, staged apply, health,
+//! prune and storage migration; and uninstall. The Flux-specific rules (which objects are
+//! ours to prune, which are health-checked, which are Flux custom resources) live here; the
+//! cluster mechanics are in [`crate::apply`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{
+    api::{
+        FluxInstance, ResourceInventory,
+        constants::{annotation, label},
+    },
+    apply::{
+        self, Applier, ChangeSet, Deletion, Health, HealthOutcome, ObjectId, Options,
+        migrate::{self, Migration},
+        object,
+    },
+};
+
+/// Why converging stopped short.
+#[derive(Debug)]
+pub enum Stop {
+    /// A CRD still stores objects at versions the new release drops: nothing was applied.
+    Blocked(String),
+    /// The API server refused something (or was unreachable).
+    Apply(apply::Error),
+}
+
+/// How far converging got.
+#[derive(Debug)]
+pub enum Converged {
+    /// Applied, healthy (or not waited for), pruned and migrated.
+    Healthy(Report),
+    /// Applied but not healthy by the deadline, or failed: nothing was pruned.
+    Unhealthy { report: Report, why: String },
+    /// A newer reconcile request came in while waiting.
+    Canceled(Report),
+}
+
+/// What converging did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub changes: ChangeSet,
+    pub pruned: Vec<String>,
+    pub kept: Vec<String>,
+    pub migrated: Vec<Migration>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn is_noop(&self) -> bool {
+        self.changes.changed().next().is_none()
+            && self.pruned.is_empty()
+            && self.migrated.is_empty()
+    }
+
+    /// For events: the change set, then what was pruned and migrated.
+    pub fn summary(&self) -> String {
+        let mut lines: Vec<String> = self
+            .changes
+            .changed()
+            .map(|e| format!("{} {}", e.id, e.action))
+            .collect();
+        lines.extend(self.pruned.iter().map(|p| format!("{p} deleted")));
+        lines.extend(self.migrated.iter().map(|m| {
+            format!(
+                "CustomResourceDefinition/{} migrated {} objects from {} to {}",
+                m.crd,
+                m.objects,
+                m.from.join(","),
+                m.to
+            )
+        }));
+        lines.join("\n")
+    }
+}
+
+/// What converging needs besides the objects.
+pub struct Plan<'a> {
+    pub instance: &'a FluxInstance,
+    pub objects: &'a [Value],
+    /// Delete and recreate objects whose immutable fields changed (`forceAt`).
+    pub recreate: bool,
+    pub timeout: Duration,
+    pub canceled: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Flux's own custom resources (the sync source and Kustomization): their readiness depends
+/// on Git or a registry, not on the install, so they are applied but not waited for (the
+/// FluxReport shows how the sync is doing).
+fn is_flux_custom_resource(id: &ObjectId) -> bool {
+    !id.is_crd() && id.group.ends_with(".fluxcd.io")
+}
+
+/// Objects worth checking: kinds whose health has rules beyond "exists".
+fn is_health_checked(id: &ObjectId) -> bool {
+    match (id.group.as_str(), id.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet") => true,
+        ("batch", "Job") => true,
+        ("", "PersistentVolumeClaim" | "Service") => true,
+        _ => id.is_crd(),
+    }
+}
+
+/// May prune delete `live`? Only what carries this instance's owner labels, never a
+/// Namespace (it holds everything else, including what Flux deployed), never what is marked
+/// `prune: disabled`.
+pub fn prune_guard(instance: &FluxInstance, live: &Value) -> Result<(), String> {
+    let metadata = &live["metadata"];
+    let labels = &metadata["labels"];
+    let name = instance.metadata.name.as_deref().unwrap_or_default();
+    let namespace = instance.metadata.namespace.as_deref().unwrap_or_default();
+    if live["kind"] == "Namespace" && live["apiVersion"] == "v1" {
+        return Err("namespaces are never pruned".into());
+    }
+    if labels[label::OWNER_NAME] != name || labels[label::OWNER_NAMESPACE] != namespace {
+        return Err(format!(
+            "not created by FluxInstance {namespace}/{name} (owner labels differ)"
+        ));
+    }
+    if metadata["annotations"][annotation::PRUNE] == annotation::DISABLED_VALUE {
+        return Err(format!("annotated {}: disabled", annotation::PRUNE));
+    }
+    Ok(())
+}
+
+/// Refuses an upgrade whose CRDs drop versions objects are still stored at; with
+/// `migrateResources` it first migrates them when the live CRD's storage version survives.
+async fn check_stored_versions(
+    applier: &Applier,
+    objects: &[Value],
+    migrate_first: bool,
+) -> Result<Vec<Migration>, Stop> {
+    let mut migrated = Vec::new();
+    let mut blockers = Vec::new();
+    for crd in objects
+        .iter()
+        .filter(|o| ObjectId::of(o).is_some_and(|(id, _)| id.is_crd()))
+    {
+        let Some((id, _)) = ObjectId::of(crd) else {
+            continue;
+        };
+        let Some(live) = applier.get(&id, "v1").await.map_err(Stop::Apply)? else {
+            continue;
+        };
+        let dropped = migrate::dropped_stored_versions(&live, crd);
+        if dropped.is_empty() {
+            continue;
+        }
+        let storage_survives = migrate::storage_version(&live).is_some_and(|storage| {
+            crd["spec"]["versions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["name"] == storage))
+        });
+        if migrate_first && storage_survives {
+            if let Some(migration) = applier.migrate(&id.name).await.map_err(Stop::Apply)? {
+                migrated.push(migration);
+            }
+            continue;
+        }
+        blockers.push(format!(
+            "{} stores objects at {}",
+            id.name,
+            dropped.join(",")
+        ));
+    }
+    if blockers.is_empty() {
+        Ok(migrated)
+    } else {
+        Err(Stop::Blocked(format!(
+            "the new release no longer serves API versions that objects are stored at ({}); \
+             upgrade one minor version at a time with spec.migrateResources enabled, or migrate \
+             those objects first",
+            blockers.join("; ")
+        )))
+    }
+}
+
+/// Applies `plan.objects`, waits for them, then prunes what `previous` had that they do not
+/// and migrates stored objects. Nothing is pruned or migrated unless the new set is healthy.
+pub async fn converge(
+    applier: &Applier,
+    plan: &Plan<'_>,
+    previous: Option<&ResourceInventory>,
+) -> Result<Converged, Stop> {
+    let started = Instant::now();
+    let spec = &plan.instance.spec;
+    let mut report = Report {
+        migrated: check_stored_versions(applier, plan.objects, spec.migrate_resources()).await?,
+        ..Report::default()
+    };
+    let options = Options {
+        recreate_immutable: plan.recreate,
+        dry_run: false,
+    };
+    report.changes = applier
+        .apply_all(plan.objects, options)
+        .await
+        .map_err(Stop::Apply)?;
+    if spec.wait() {
+        let checked: Vec<(ObjectId, String)> = plan
+            .objects
+            .iter()
+            .filter_map(ObjectId::of)
+            .filter(|(id, _)| is_health_checked(id) && !is_flux_custom_resource(id))
+            .collect();
+        match applier
+            .wait_healthy(&checked, plan.timeout, plan.canceled)
+            .await
+            .map_err(Stop::Apply)?
+        {
+            HealthOutcome::Healthy => {}
+            HealthOutcome::Canceled => {
+                report.elapsed = started.elapsed();
+                return Ok(Converged::Canceled(report));
+            }
+            HealthOutcome::Unhealthy(objects) => {
+                report.elapsed = started.elapsed();
+                let why = objects
+                    .iter()
+                    .map(|(id, health)| match health {
+                        Health::Failed(m) => format!("{id} failed: {m}"),
+                        Health::InProgress(m) => format!("{id}: {m}"),
+                        Health::Current => format!("{id}: ok"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Ok(Converged::Unhealthy { report, why });
+            }
+        }
+    }
+    if let Some(previous) = previous {
+        let current = object::inventory(plan.objects);
+        prune(applier, plan.instance, previous, &current, &mut report)
+            .await
+            .map_err(Stop::Apply)?;
+    }
+    if spec.migrate_resources() {
+        for (id, _) in plan.objects.iter().filter_map(ObjectId::of) {
+            if id.is_crd()
+                && let Some(migration) = applier.migrate(&id.name).await.map_err(Stop::Apply)?
+            {
+                report.migrated.push(migration);
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(Converged::Healthy(report))
+}
+
+/// Deletes what `previous` lists and `current` does not, if it is ours.
+pub async fn prune(
+    applier: &Applier,
+    instance: &FluxInstance,
+    previous: &ResourceInventory,
+    current: &ResourceInventory,
+    report: &mut Report,
+) -> Result<(), apply::Error> {
+    let guard = |live: &Value| prune_guard(instance, live);
+    for (id, version) in object::stale(previous, current) {
+        match applier.delete(&id, &version, &guard).await? {
+            Deletion::Deleted => report.pruned.push(id.to_string()),
+            Deletion::Absent => {}
+            Deletion::Kept(why) => {
+                tracing::info!(object = %id, %why, "not pruned");
+                report.kept.push(format!("{id}: {why}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes what the instance installed: the controllers first (so nothing acts on Flux
+/// objects any more), then the finalizers of Flux custom resources (nobody is left to handle
+/// them; what Flux deployed stays running), then the rest of the inventory. The namespace is
+/// kept.
+pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Report, apply::Error> {
+    let started = Instant::now();
+    let mut report = Report::default();
+    let Some(inventory) = instance.status.as_ref().and_then(|s| s.inventory.clone()) else {
+        return Ok(report);
+    };
+    let entries: Vec<(ObjectId, String)> = inventory
+        .entries
+        .iter()
+        .filter_map(|e| Some((ObjectId::parse_inventory_id(&e.id)?, e.v.clone())))
+        .collect();
+    let guard = |live: &Value| prune_guard(instance, live);
+    for (id, version) in entries
+        .iter()
+        .filter(|(id, _)| id.group == "apps" && id.kind == "Deployment")
+    {
+        if applier.delete(id, version, &guard).await? == Deletion::Deleted {
+            report.pruned.push(id.to_string());
+        }
+    }
+    for (crd, _) in entries
+        .iter()
+        .filter(|(id, _)| id.is_crd() && id.name.contains(".fluxcd.io"))
+    {
+        strip_finalizers(applier, crd).await?;
+    }
+    let without_controllers = ResourceInventory {
+        entries: inventory
+            .entries
+            .iter()
+            .filter(|e| !e.id.ends_with("_apps_Deployment"))
+            .cloned()
+            .collect(),
+    };
+    let mut rest = Report::default();
+    prune(
+        applier,
+        instance,
+        &without_controllers,
+        &ResourceInventory::default(),
+        &mut rest,
+    )
+    .await?;
+    report.pruned.extend(rest.pruned);
+    report.kept.extend(rest.kept);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Removes the finalizers of every object of a Flux CRD.
+async fn strip_finalizers(applier: &Applier, crd: &ObjectId) -> Result<(), apply::Error> {
+    use kube::api::{ListParams, Patch, PatchParams};
+    let Some(live) = applier.get(crd, "v1").await? else {
+        return Ok(());
+    };
+    let Some(storage) = migrate::storage_version(&live) else {
+        return Ok(());
+    };
+    let kind = ObjectId {
+        group: live["spec"]["group"].as_str().unwrap_or_default().into(),
+        kind: live["spec"]["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        namespace: String::new(),
+        name: crd.name.clone(),
+    };
+    let failed = |id: &ObjectId| {
+        let object = id.to_string();
+        move |source| apply::Error::Request {
+            object,
+            source: Box::new(source),
+        }
+    };
+    let list = applier
+        .api(&kind, storage)
+        .await?
+        .list(&ListParams::default())
+        .await
+        .map_err(failed(&kind))?;
+    for item in list.items {
+        if item.metadata.finalizers.as_ref().is_none_or(Vec::is_empty) {
+            continue;
+        }
+        let id = ObjectId {
+            namespace: item.metadata.namespace.clone().unwrap_or_default(),
+            name: item.metadata.name.clone().unwrap_or_default(),
+            ..kind.clone()
+        };
+        applier
+            .api(&id, storage)
+            .await?
+            .patch(
+                &id.name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": { "finalizers": null } })),
+            )
+            .await
+            .map_err(failed(&id))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn instance() -> FluxInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "fluxcd.controlplane.io/v1", "kind": "FluxInstance",
+            "metadata": { "name": "flux", "namespace": "flux-system" },
+            "spec": { "distribution": { "version": "2.x", "registry": "ghcr.io/fluxcd" } }
+        }))
+        .unwrap()
+    }
+
+    fn live(labels: Value, annotations: Value) -> Value {
+        json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": "x", "labels": labels, "annotations": annotations } })
+    }
+
+    #[test]
+    fn only_objects_with_our_owner_labels_are_pruned() {
+        let ours = json!({ label::OWNER_NAME: "flux", label::OWNER_NAMESPACE: "flux-system" });
+        assert_eq!(
+            prune_guard(&instance(), &live(ours.clone(), json!({}))),
+            Ok(())
+        );
+        assert!(
+            prune_guard(
+                &instance(),
+                &live(json!({ label::OWNER_NAME: "flux" }), json!({}))
+            )
+            .unwrap_err()
+            .contains("owner labels")
+        );
+        assert!(
+            prune_guard(
+                &instance(),
+                &live(ours.clone(), json!({ annotation::PRUNE: "disabled" }))
+            )
+            .is_err()
+        );
+        let namespace = json!({ "apiVersion": "v1", "kind": "Namespace",
+                                "metadata": { "name": "flux-system", "labels": ours } });
+        assert!(prune_guard(&instance(), &namespace).is_err());
+    }
+
+    #[test]
+    fn sync_objects_are_not_waited_for_but_controllers_and_crds_are() {
+        let id = |group: &str, kind: &str| ObjectId {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: "flux-system".into(),
+            name: "x".into(),
+        };
+        assert!(is_flux_custom_resource(&id(
+            "kustomize.toolkit.fluxcd.io",
+            "Kustomization"
+        )));
+        assert!(!is_flux_custom_resource(&id(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition"
+        )));
+        assert!(is_health_checked(&id("apps", "Deployment")));
+        assert!(is_health_checked(&id(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition"
+        )));
+        assert!(!is_health_checked(&id("", "ServiceAccount")));
+    }
+}
