@@ -3,6 +3,7 @@
 #   hack/bench.sh            every bench
 #   hack/bench.sh bundle     fetching a bundle: resolve, verify, pull or cache, unpack
 #   hack/bench.sh render     rendering the default and the all-features instance
+#   hack/bench.sh lifecycle  install, upgrade, drift revert, uninstall on a local cluster; peak RSS
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -20,4 +21,11 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
+fi
+if [ "$which" = all ] || [ "$which" = lifecycle ]; then
+  export FLUXOP_E2E_KUBECTL
+  FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
+  log "lifecycle on a local cluster (release build of fluxop)"
+  cargo build --release -p fluxop --bin fluxop
+  cargo bench -p fluxop-e2e --bench lifecycle
 fi

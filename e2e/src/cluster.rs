@@ -208,6 +208,21 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// Peak and current resident set size in KiB (`VmHWM`, `VmRSS` of /proc/PID/status).
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+
     pub fn metric(&self, prefix: &str) -> Option<String> {
         let (_, body) = http_get(self.metrics, "/metrics")?;
         body.lines()

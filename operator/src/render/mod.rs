@@ -12,6 +12,7 @@
 pub mod args;
 pub mod patches;
 pub mod profiles;
+pub mod sharding;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub enum Error {
         "Flux v{version} serves no {kind} API (no CustomResourceDefinition for it in the release)"
     )]
     KindNotServed { kind: String, version: Version },
+    #[error(
+        "spec.sharding.shards: {0:?} is not a valid shard name (lowercase letters, digits and '-', at most 35 characters)"
+    )]
+    InvalidShard(String),
 }
 
 /// What a render produces.
@@ -466,6 +471,9 @@ pub fn render_release(
     }
 
     profiles::apply(&mut objects, &cluster);
+    if let Some(sharding) = spec.sharding.as_ref().filter(|s| !s.shards.is_empty()) {
+        sharding::apply(&mut objects, sharding, namespace, cluster.domain())?;
+    }
     // The user's patches come last, so they can change anything fluxop rendered.
     if let Some(patches) = spec.kustomize.as_ref().and_then(|k| k.patches.as_ref()) {
         patches::apply(&mut objects, patches)?;

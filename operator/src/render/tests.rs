@@ -349,6 +349,10 @@ fn each_sync_kind_renders_a_source_and_a_kustomization_at_the_served_api_version
             assert_eq!(source["metadata"]["name"], "flux-system");
             assert_eq!(source["metadata"]["namespace"], "flux-system");
             assert_eq!(source.pointer(reference_field).unwrap(), expected);
+            // A Bucket's address is its endpoint; the others have a URL.
+            let address = if kind == "Bucket" { "endpoint" } else { "url" };
+            assert_eq!(source["spec"][address], "https://example.com/fleet");
+            assert_eq!(source["spec"].as_object().unwrap().len(), 5, "{kind}: {source}");
             assert_eq!(source["spec"]["interval"], "1m");
             assert_eq!(source["spec"]["secretRef"]["name"], "creds");
             assert_eq!(source["spec"]["provider"], "generic");
@@ -770,5 +774,151 @@ fn a_patch_can_delete_a_whole_object() {
             .iter()
             .any(|o| o["kind"] == "NetworkPolicy"),
         "only the named policy goes"
+    );
+}
+
+fn args_of(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sharding_adds_a_controller_set_per_shard_and_the_main_set_excludes_shards() {
+    let sharded = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\n\
+         components: [source-controller, kustomize-controller, helm-controller, notification-controller, image-reflector-controller]\n\
+         storage: {class: standard, size: 10Gi}\n\
+         sharding: {shards: [shard1, shard2], storage: persistent}",
+    );
+    for version in versions() {
+        let rendered = render("flux-system", &sharded, &vendored_bundle(), &version).unwrap();
+        let names: Vec<&str> = rendered
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        for controller in [
+            "source-controller",
+            "kustomize-controller",
+            "helm-controller",
+            "image-reflector-controller",
+        ] {
+            for shard in ["shard1", "shard2"] {
+                let name = format!("{controller}-{shard}");
+                assert!(
+                    names.contains(&name.as_str()),
+                    "v{version}: {name} missing in {names:?}"
+                );
+                let copy = deployment(&rendered, &name);
+                assert!(args_of(copy).contains(&format!(
+                    "--watch-label-selector=sharding.fluxcd.io/key in ({shard})"
+                )));
+                assert_eq!(copy["spec"]["selector"]["matchLabels"]["app"], name);
+                assert_eq!(copy["spec"]["template"]["metadata"]["labels"]["app"], name);
+            }
+            assert!(
+                args_of(deployment(&rendered, controller))
+                    .contains(&"--watch-label-selector=!sharding.fluxcd.io/key".to_string())
+            );
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("notification-controller-")),
+            "not shardable"
+        );
+        // A source shard serves from its own Service and its own claim.
+        let shard = deployment(&rendered, "source-controller-shard1");
+        assert!(
+            args_of(shard).contains(
+                &"--storage-adv-addr=source-controller-shard1.flux-system.svc.cluster.local."
+                    .to_string()
+            )
+        );
+        let service = rendered
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "source-controller-shard1")
+            .expect("shard service");
+        assert_eq!(
+            service["spec"]["selector"]["app"],
+            "source-controller-shard1"
+        );
+        assert_eq!(
+            service["metadata"]["labels"]["fluxcd.controlplane.io/name"],
+            "flux"
+        );
+        assert!(
+            rendered
+                .objects
+                .iter()
+                .any(|o| o["kind"] == "PersistentVolumeClaim"
+                    && o["metadata"]["name"] == "source-controller-shard2")
+        );
+        let volumes = shard["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == "source-controller-shard1")
+        );
+        assert_eq!(
+            identities(&rendered.objects).len(),
+            rendered.objects.len(),
+            "v{version}: duplicates"
+        );
+    }
+}
+
+#[test]
+fn ephemeral_shards_keep_an_empty_dir_and_bad_shard_names_are_errors() {
+    let ephemeral = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nsharding: {key: team, shards: [a]}",
+    );
+    let rendered = render(
+        "flux-system",
+        &ephemeral,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let shard = deployment(&rendered, "source-controller-a");
+    assert!(args_of(shard).contains(&"--watch-label-selector=team in (a)".to_string()));
+    let volumes = shard["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "data" && v["emptyDir"].is_object())
+    );
+    assert!(
+        !rendered
+            .objects
+            .iter()
+            .any(|o| o["kind"] == "PersistentVolumeClaim")
+    );
+
+    let bad = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nsharding: {shards: [Shard_1]}",
+    );
+    let error = render(
+        "flux-system",
+        &bad,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("\"Shard_1\" is not a valid shard name"),
+        "{error}"
     );
 }

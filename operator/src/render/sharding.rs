@@ -1,0 +1,177 @@
+//! `spec.sharding`: one more set of the shardable controllers per shard. Each shard's copy is
+//! named `<controller>-<shard>`, selects its own pods (`app: <controller>-<shard>`) and
+//! reconciles only Flux objects labelled `<key>=<shard>`; the main controllers exclude every
+//! labelled object (`!<key>`). A source-controller shard serves artifacts from its own
+//! Service, and with `storage: persistent` from its own claim. Flux controllers derive their
+//! leader-election lease from the label selector, so shards never compete for one lease.
+//! Pure; runs after profiles (shards inherit sizes) and before the user's patches (which can
+//! target shards by name).
+
+use serde_json::{Value, json};
+
+use super::{Error, args};
+use crate::api::{Component, Sharding, ShardingStorage};
+
+/// The label key when `spec.sharding.key` is empty.
+pub const DEFAULT_KEY: &str = "sharding.fluxcd.io/key";
+
+const SHARDABLE: [Component; 5] = [
+    Component::SourceController,
+    Component::KustomizeController,
+    Component::HelmController,
+    Component::ImageReflectorController,
+    Component::ImageAutomationController,
+];
+
+/// Is `name` usable as a shard name (a DNS label short enough for `<controller>-<name>`)?
+fn valid_shard(name: &str) -> bool {
+    let longest = "image-automation-controller-".len();
+    !name.is_empty()
+        && name.len() + longest <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn is(object: &Value, kind: &str, name: &str) -> bool {
+    object["kind"] == kind && name_of(object) == name
+}
+
+/// Sets `flag` on every container of a Deployment.
+fn set_flag(deployment: &mut Value, flag: &str, value: &str) {
+    for container in deployment["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let mut list: Vec<String> = container["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        args::set(&mut list, flag, value);
+        container["args"] = json!(list);
+    }
+}
+
+/// Renames a Deployment's copy for `shard` and points its pod selector at the copy's pods.
+fn shard_deployment(main: &Value, controller: &str, shard: &str) -> Value {
+    let name = format!("{controller}-{shard}");
+    let mut copy = main.clone();
+    copy["metadata"]["name"] = json!(name);
+    for path in [
+        "/spec/selector/matchLabels",
+        "/spec/template/metadata/labels",
+    ] {
+        if let Some(labels) = copy.pointer_mut(path)
+            && labels.get("app").is_some()
+        {
+            labels["app"] = json!(name);
+        }
+    }
+    copy
+}
+
+/// Adds the shards' objects and narrows the main controllers.
+pub fn apply(
+    objects: &mut Vec<Value>,
+    sharding: &Sharding,
+    namespace: &str,
+    domain: &str,
+) -> Result<(), Error> {
+    let key = sharding
+        .key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .unwrap_or(DEFAULT_KEY);
+    let mut shards: Vec<&str> = Vec::new();
+    for shard in &sharding.shards {
+        if !valid_shard(shard) {
+            return Err(Error::InvalidShard(shard.clone()));
+        }
+        if !shards.contains(&shard.as_str()) {
+            shards.push(shard);
+        }
+    }
+    let persistent = sharding.storage == Some(ShardingStorage::Persistent);
+    let mut added = Vec::new();
+    for component in SHARDABLE {
+        let controller = component.name();
+        let Some(position) = objects.iter().position(|o| is(o, "Deployment", controller)) else {
+            continue;
+        };
+        set_flag(
+            &mut objects[position],
+            "--watch-label-selector",
+            &format!("!{key}"),
+        );
+        for shard in &shards {
+            let mut deployment = shard_deployment(&objects[position], controller, shard);
+            set_flag(
+                &mut deployment,
+                "--watch-label-selector",
+                &format!("{key} in ({shard})"),
+            );
+            if component == Component::SourceController {
+                let name = format!("{controller}-{shard}");
+                set_flag(
+                    &mut deployment,
+                    "--storage-adv-addr",
+                    &format!("{name}.{namespace}.svc.{domain}."),
+                );
+                if let Some(service) = objects.iter().find(|o| is(o, "Service", controller)) {
+                    let mut service = service.clone();
+                    service["metadata"]["name"] = json!(name);
+                    service["spec"]["selector"] = json!({ "app": name });
+                    added.push(service);
+                }
+                let claim = objects
+                    .iter()
+                    .find(|o| is(o, "PersistentVolumeClaim", controller));
+                let pod = &mut deployment["spec"]["template"]["spec"];
+                for volume in pod["volumes"].as_array_mut().into_iter().flatten() {
+                    if volume["name"] != "data" {
+                        continue;
+                    }
+                    *volume = match (persistent, claim) {
+                        (true, Some(_)) => {
+                            json!({ "name": "data", "persistentVolumeClaim": { "claimName": name } })
+                        }
+                        _ => json!({ "name": "data", "emptyDir": {} }),
+                    };
+                }
+                if let (true, Some(claim)) = (persistent, claim) {
+                    let mut claim = claim.clone();
+                    claim["metadata"]["name"] = json!(name);
+                    added.push(claim);
+                }
+            }
+            added.push(deployment);
+        }
+    }
+    objects.extend(added);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_must_be_short_dns_labels() {
+        assert!(valid_shard("shard1"));
+        assert!(valid_shard("team-a"));
+        for bad in ["", "Shard1", "-a", "a-", "a_b", &"x".repeat(40)] {
+            assert!(!valid_shard(bad), "{bad}");
+        }
+    }
+}
