@@ -352,7 +352,11 @@ fn each_sync_kind_renders_a_source_and_a_kustomization_at_the_served_api_version
             // A Bucket's address is its endpoint; the others have a URL.
             let address = if kind == "Bucket" { "endpoint" } else { "url" };
             assert_eq!(source["spec"][address], "https://example.com/fleet");
-            assert_eq!(source["spec"].as_object().unwrap().len(), 5, "{kind}: {source}");
+            assert_eq!(
+                source["spec"].as_object().unwrap().len(),
+                5,
+                "{kind}: {source}"
+            );
             assert_eq!(source["spec"]["interval"], "1m");
             assert_eq!(source["spec"]["secretRef"]["name"], "creds");
             assert_eq!(source["spec"]["provider"], "generic");
