@@ -656,6 +656,20 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
+    // Before any instance, the FluxReport already recognises this plain install.
+    let reports = Api::<fluxop::api::FluxReport>::namespaced(client.clone(), "flux-system");
+    let _operator = cluster.start_operator("flux-system", &[]).await;
+    let report = eventually(MINUTE, "a FluxReport of the plain install", || async {
+        let report = reports.get_opt("flux").await.ok()??;
+        (report.spec.distribution.status == "Installed").then_some(report)
+    })
+    .await;
+    assert_eq!(report.spec.distribution.version.as_deref(), Some("v2.9.4"));
+    assert_eq!(
+        report.spec.distribution.managed_by.as_deref(),
+        Some("flux install")
+    );
+
     let planned = diff(3);
     assert!(
         planned.contains("~ Deployment/flux-system/source-controller"),
@@ -668,7 +682,6 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
     assert_eq!(uids(kinds), before, "the diff changed something");
 
     let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-    let _operator = cluster.start_operator("flux-system", &[]).await;
     cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
     wait_for_instance(&api, 2 * MINUTE, "the adoption to be Ready", |i| {
         is_ready_at(i, "v2.9.4@")

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cli;
 pub mod controller;
 pub mod render;
+pub mod report;
 pub mod server;
 pub mod telemetry;
 pub mod yaml;

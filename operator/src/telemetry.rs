@@ -5,7 +5,13 @@ use std::io::IsTerminal;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, info::Info},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
     registry::Registry,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -67,6 +73,32 @@ pub struct ReconcileLabels {
     pub result: String,
 }
 
+/// One Flux object, as `flux_resource_info` labels it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub kind: String,
+    pub name: String,
+    pub exported_namespace: String,
+    pub ready: String,
+    pub suspended: String,
+    pub revision: String,
+    pub source: String,
+}
+
+/// The instance, as `flux_instance_info` labels it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub name: String,
+    pub exported_namespace: String,
+    pub ready: String,
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     pub registry: Registry,
@@ -74,6 +106,14 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     /// Failed watch or list calls against the API server.
     pub watch_errors: Counter,
+    /// Reconcile durations by kind.
+    pub reconcile_duration: Family<KindLabels, Histogram>,
+    /// One series (value 1) per Flux object; replaced wholesale by every report.
+    pub resources: Family<ResourceLabels, Gauge>,
+    /// One series (value 1) for the instance.
+    pub instance: Family<InstanceLabels, Gauge>,
+    /// How long computing a FluxReport takes.
+    pub report_duration: Histogram,
 }
 
 impl Metrics {
@@ -99,10 +139,40 @@ impl Metrics {
             "Failed watch or list calls against the API server",
             watch_errors.clone(),
         );
+        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        registry.register(
+            "fluxop_reconcile_duration_seconds",
+            "Reconcile durations by kind",
+            reconcile_duration.clone(),
+        );
+        let resources = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "flux_resource_info",
+            "Flux objects in the cluster, one series each, from the last report",
+            resources.clone(),
+        );
+        let instance = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "flux_instance_info",
+            "The FluxInstance: readiness and applied revision",
+            instance.clone(),
+        );
+        let report_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "fluxop_report_duration_seconds",
+            "Time to compute a FluxReport",
+            report_duration.clone(),
+        );
         Self {
             registry,
             reconciles,
             watch_errors,
+            reconcile_duration,
+            resources,
+            instance,
+            report_duration,
         }
     }
 

@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// Timeout of every registry request, in seconds.
     #[arg(long, env = "FLUXOP_REGISTRY_TIMEOUT", default_value_t = 60)]
     pub registry_timeout: u64,
+    /// How often the FluxReport is refreshed (also after every reconcile that changed
+    /// something; the report's `fluxcd.controlplane.io/reconcileEvery` annotation wins).
+    #[arg(long, env = "FLUXOP_REPORTING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reporting_interval: std::time::Duration,
     /// Hold a Lease before reconciling, so that of several replicas only one writes.
     #[arg(long, env = "FLUXOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -460,6 +464,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         releases: controller::instance::ReleaseCache::default(),
         applier: crate::apply::Applier::new(context_client.clone(), api::constants::FIELD_MANAGER),
         instances: std::sync::OnceLock::new(),
+        report_requested: Arc::new(tokio::sync::Notify::new()),
         source: crate::bundle::source::Source {
             cache: crate::bundle::cache::Cache::new(&args.cache_dir),
             limits: crate::bundle::archive::Limits::default(),
@@ -485,12 +490,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         match &election {
             Some(election) => {
                 tokio::select! {
-                    _ = controller::run(context, health) => Ok(()),
+                    _ = controller::run(context, health, args.reporting_interval) => Ok(()),
                     lost = election.hold() => Err(Error::LeadershipLost(lost)),
                 }
             }
             None => {
-                controller::run(context, health).await;
+                controller::run(context, health, args.reporting_interval).await;
                 Ok(())
             }
         }
@@ -529,4 +534,8 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    api::duration::parse(text).map_err(|e| e.to_string())
 }

@@ -83,6 +83,8 @@ pub struct Context {
     /// The controller's view of the instances, set once it runs: a reconcile compares it
     /// with the instance it works on to notice newer requests.
     pub instances: std::sync::OnceLock<Store<FluxInstance>>,
+    /// Notified after a reconcile changed something, so the FluxReport follows at once.
+    pub report_requested: Arc<tokio::sync::Notify>,
 }
 
 impl Context {
@@ -813,6 +815,7 @@ pub async fn reconcile(instance: Arc<FluxInstance>, ctx: Arc<Context>) -> Result
 }
 
 async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let name = instance.name_any();
     let namespace = instance.namespace().unwrap_or_default();
     let mut digest = None;
@@ -841,6 +844,38 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
             })?;
     }
     publish_events(&instance, ctx, &outcome, changed, newer.as_ref()).await;
+    let objects_changed = match &outcome {
+        Outcome::Applied { report, .. }
+        | Outcome::Held { report, .. }
+        | Outcome::RolledBack { report, .. } => !report.is_noop(),
+        _ => false,
+    };
+    if changed || objects_changed {
+        ctx.report_requested.notify_one();
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == condition::READY)
+        .map_or("Unknown", |c| c.status.as_str())
+        .to_string();
+    ctx.metrics.instance.clear();
+    ctx.metrics
+        .instance
+        .get_or_create(&crate::telemetry::InstanceLabels {
+            name: name.clone(),
+            exported_namespace: namespace.clone(),
+            ready,
+            revision: status.last_applied_revision.clone().unwrap_or_default(),
+        })
+        .set(1);
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&crate::telemetry::KindLabels {
+            kind: "FluxInstance".into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
 
     let result = match &outcome {
         Outcome::Applied { .. } | Outcome::Held { .. } => "success",

@@ -4,6 +4,7 @@ pub mod conditions;
 pub mod instance;
 pub mod lease;
 pub mod lifecycle;
+pub mod reporter;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -72,7 +73,7 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
 /// ends. Marks the operator ready once the instance cache has synced, and not ready with the
 /// API server's reason while the watch fails (for example when the CRDs are not installed).
-pub async fn run(ctx: Context, health: Arc<Health>) {
+pub async fn run(ctx: Context, health: Arc<Health>, reporting_interval: Duration) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
     let controller =
         Controller::new(instances, watcher::Config::default()).reconcile_all_on(drift(&ctx));
@@ -95,8 +96,15 @@ pub async fn run(ctx: Context, health: Arc<Health>) {
         }
     });
     let metrics = ctx.metrics.clone();
+    let ctx = Arc::new(ctx);
+    // The reporter writes too, so it runs only where the controller runs (the leader).
+    let reporter = tokio::spawn(reporter::run(
+        ctx.clone(),
+        reporting_interval,
+        ctx.report_requested.clone(),
+    ));
     controller
-        .run(instance::reconcile, error_policy, Arc::new(ctx))
+        .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(instance = %object.name, "reconciled"),
@@ -111,4 +119,5 @@ pub async fn run(ctx: Context, health: Arc<Health>) {
             futures::future::ready(())
         })
         .await;
+    reporter.abort();
 }

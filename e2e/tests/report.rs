@@ -1,0 +1,208 @@
+//! The FluxReport and the per-object metrics against a real cluster with Flux installed by
+//! fluxop and a few hundred Flux objects in it.
+
+use std::time::Duration;
+
+use fluxop::api::{FluxInstance, FluxReport};
+use fluxop_e2e::{
+    cluster::{OwnCluster, exclusive, http_get, instance_yaml, is_ready_at, wait_for_instance},
+    eventually,
+};
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
+};
+use serde_json::json;
+
+const REPOS: usize = 100;
+const SUSPENDED_REPOS: usize = 20;
+const KUSTOMIZATIONS: usize = 100;
+const FAILING_KUSTOMIZATIONS: usize = 15;
+const RELEASES: usize = 100;
+const SUSPENDED_RELEASES: usize = 5;
+
+#[tokio::test]
+async fn the_report_counts_what_kubectl_shows_and_each_object_has_a_metric_series() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("report").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    cluster.kubectl_ok(&["create", "namespace", "apps"]);
+    let instances = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let operator = cluster
+        .start_operator("flux-system", &["--reporting-interval", "2s"])
+        .await;
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        "  distribution:\n    version: \"2.9.x\"\n    registry: ghcr.io/fluxcd\n",
+    ));
+    wait_for_instance(
+        &instances,
+        Duration::from_secs(120),
+        "Flux to be Ready",
+        |i| is_ready_at(i, "v2.9.4@"),
+    )
+    .await;
+
+    // A few hundred Flux objects; nothing reconciles them (kwok runs no controllers), so
+    // their status is what the test sets.
+    let mut documents = Vec::new();
+    for i in 0..REPOS {
+        documents.push(format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: repo-{i}\n  namespace: apps\n\
+             spec:\n  interval: 10m\n  url: https://example.com/repo-{i}.git\n  suspend: {}\n",
+            i < SUSPENDED_REPOS
+        ));
+    }
+    for i in 0..KUSTOMIZATIONS {
+        documents.push(format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app-{i}\n  namespace: apps\n\
+             spec:\n  interval: 10m\n  path: ./\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: repo-{i}\n"
+        ));
+    }
+    for i in 0..RELEASES {
+        documents.push(format!(
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: release-{i}\n  namespace: apps\n\
+             spec:\n  interval: 10m\n  suspend: {}\n  chartRef:\n    kind: OCIRepository\n    name: chart\n",
+            i < SUSPENDED_RELEASES
+        ));
+    }
+    cluster.apply(&documents.join("---\n"));
+    let kustomizations = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "apps",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "kustomize.toolkit.fluxcd.io",
+            "v1",
+            "Kustomization",
+        )),
+    );
+    for i in 0..FAILING_KUSTOMIZATIONS {
+        let status = json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "status": { "conditions": [{
+                "type": "Ready", "status": "False", "reason": "BuildFailed",
+                "message": "kustomization path not found", "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }] }
+        });
+        kustomizations
+            .patch_status(
+                &format!("app-{i}"),
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&status),
+            )
+            .await
+            .expect("status patch");
+    }
+
+    // kubectl's view, to compare with.
+    let count = |kind: &str, jsonpath: &str| {
+        cluster
+            .kubectl_ok(&[
+                "get",
+                kind,
+                "-n",
+                "apps",
+                "-o",
+                &format!("jsonpath={jsonpath}"),
+            ])
+            .split_whitespace()
+            .count() as i64
+    };
+    let suspended_repos = count(
+        "gitrepositories",
+        "{range .items[?(@.spec.suspend==true)]}{.metadata.name} {end}",
+    );
+    let failing = count(
+        "kustomizations",
+        "{range .items[*].status.conditions[?(@.status==\"False\")]}{.reason} {end}",
+    );
+    assert_eq!(
+        (suspended_repos, failing),
+        (SUSPENDED_REPOS as i64, FAILING_KUSTOMIZATIONS as i64)
+    );
+
+    let reports = Api::<FluxReport>::namespaced(client.clone(), "flux-system");
+    let stats_of = |report: &FluxReport, kind: &str| {
+        report
+            .spec
+            .reconcilers
+            .iter()
+            .flatten()
+            .find(|r| r.kind == kind)
+            .and_then(|r| r.stats.clone())
+    };
+    let report = eventually(
+        Duration::from_secs(60),
+        "the report to count the objects",
+        || async {
+            let report = reports.get_opt("flux").await.ok()??;
+            let kustomizations = stats_of(&report, "Kustomization")?;
+            (kustomizations.running == KUSTOMIZATIONS as i64 && kustomizations.failing > 0)
+                .then_some(report)
+        },
+    )
+    .await;
+    let repos = stats_of(&report, "GitRepository").expect("GitRepository stats");
+    assert_eq!(
+        (repos.running, repos.suspended, repos.failing),
+        ((REPOS - SUSPENDED_REPOS) as i64, suspended_repos, 0)
+    );
+    let apps = stats_of(&report, "Kustomization").expect("Kustomization stats");
+    assert_eq!((apps.failing, apps.suspended), (failing, 0));
+    let releases = stats_of(&report, "HelmRelease").expect("HelmRelease stats");
+    assert_eq!(
+        (releases.running, releases.suspended),
+        (
+            (RELEASES - SUSPENDED_RELEASES) as i64,
+            SUSPENDED_RELEASES as i64
+        )
+    );
+    let distribution = &report.spec.distribution;
+    assert_eq!(
+        (
+            distribution.status.as_str(),
+            distribution.version.as_deref(),
+            distribution.managed_by.as_deref()
+        ),
+        ("Installed", Some("v2.9.4"), Some("fluxop"))
+    );
+    let components = report.spec.components.clone().expect("components");
+    assert_eq!(components.len(), 4);
+    assert!(components.iter().all(|c| c.ready), "{components:?}");
+    assert_eq!(report.spec.cluster.as_ref().and_then(|c| c.nodes), Some(3));
+    let ready = report
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready");
+    assert!(
+        ready.message.contains("4 of 4 controllers ready"),
+        "{}",
+        ready.message
+    );
+
+    // One flux_resource_info series per object.
+    let (_, metrics) = http_get(operator.metrics, "/metrics").expect("metrics");
+    let series = |kind: &str| {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("flux_resource_info{") && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        (
+            series("GitRepository"),
+            series("Kustomization"),
+            series("HelmRelease")
+        ),
+        (REPOS, KUSTOMIZATIONS, RELEASES)
+    );
+    assert!(metrics.contains("ready=\"False\""));
+    assert!(metrics.contains(
+        "flux_instance_info{name=\"flux\",exported_namespace=\"flux-system\",ready=\"True\""
+    ));
+    assert!(metrics.contains("fluxop_reconcile_duration_seconds_bucket"));
+}
