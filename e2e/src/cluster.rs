@@ -111,6 +111,16 @@ impl OwnCluster {
     /// Starts `fluxop run` for `namespace`; returns once `/healthz` answers 200 (`/readyz`
     /// waits for leadership and the instance cache).
     pub async fn start_operator(&self, namespace: &str, extra: &[&str]) -> Operator {
+        self.start_operator_with_env(namespace, extra, &[]).await
+    }
+
+    /// [`Self::start_operator`] with extra environment variables.
+    pub async fn start_operator_with_env(
+        &self,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{}", self.name));
@@ -132,6 +142,7 @@ impl OwnCluster {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", format!("fluxop-{}-{}", self.name, free_port()))
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -29,8 +29,18 @@ async fn the_report_counts_what_kubectl_shows_and_each_object_has_a_metric_serie
     cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
     cluster.kubectl_ok(&["create", "namespace", "apps"]);
     let instances = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    // Traces go to a small OTLP/HTTP receiver of the test's own.
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = format!("http://{}", receiver.address);
     let operator = cluster
-        .start_operator("flux-system", &["--reporting-interval", "2s"])
+        .start_operator_with_env(
+            "flux-system",
+            &["--reporting-interval", "2s"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ],
+        )
         .await;
     cluster.apply(&instance_yaml(
         "flux-system",
@@ -205,4 +215,95 @@ async fn the_report_counts_what_kubectl_shows_and_each_object_has_a_metric_serie
         "flux_instance_info{name=\"flux\",exported_namespace=\"flux-system\",ready=\"True\""
     ));
     assert!(metrics.contains("fluxop_reconcile_duration_seconds_bucket"));
+
+    // The reconcile's trace reached the receiver over OTLP: its spans and their fields are
+    // in the protobuf payloads as plain strings.
+    eventually(
+        Duration::from_secs(30),
+        "a reconcile trace at the OTLP receiver",
+        || async {
+            let payloads = receiver.payloads();
+            let all: Vec<u8> = payloads.concat();
+            let has = |needle: &str| all.windows(needle.len()).any(|w| w == needle.as_bytes());
+            [
+                "reconcile",
+                "fetch",
+                "render",
+                "apply",
+                "wait",
+                "report",
+                "fluxop",
+                "v2.9.4@sha256:",
+            ]
+            .iter()
+            .all(|n| has(n))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Accepts OTLP/HTTP exports (`POST /v1/traces`) and keeps their bodies.
+struct OtlpReceiver {
+    address: std::net::SocketAddr,
+    payloads: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl OtlpReceiver {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let payloads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stored = payloads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let stored = stored.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request: headers, then Content-Length bytes of body.
+                        let header_end = loop {
+                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break end + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let headers = String::from_utf8_lossy(&buffer[..header_end]).to_lowercase();
+                        let length: usize = headers
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buffer.len() < header_end + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = buffer[header_end..header_end + length].to_vec();
+                        buffer.drain(..header_end + length);
+                        if headers.starts_with("post /v1/traces") {
+                            stored.lock().expect("lock").push(body);
+                        }
+                        let response = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { address, payloads }
+    }
+
+    fn payloads(&self) -> Vec<Vec<u8>> {
+        self.payloads.lock().expect("lock").clone()
+    }
 }

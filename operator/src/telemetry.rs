@@ -25,20 +25,78 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid log level {level:?}: {source}")]
-pub struct InvalidLogLevel {
-    level: String,
-    source: tracing_subscriber::filter::ParseError,
+pub enum TelemetryError {
+    #[error("invalid log level {level:?}: {source}")]
+    LogLevel {
+        level: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("OTLP trace exporter for {endpoint}: {reason}")]
+    Exporter { endpoint: String, reason: String },
 }
 
-/// Installs the global subscriber. `level` is an `EnvFilter` directive (`info`,
-/// `fluxop=debug,kube=info`); `RUST_LOG` wins when set.
-pub fn init_logging(format: LogFormat, level: &str) -> Result<(), InvalidLogLevel> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => {
-            EnvFilter::try_new(&env).map_err(|source| InvalidLogLevel { level: env, source })?
+/// Keeps the trace exporter alive; [`Telemetry::shutdown`] flushes the spans still queued.
+#[derive(Default)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes queued spans. The batch processor runs on the runtime, so the blocking
+    /// shutdown call is made off it.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                eprintln!("flushing traces failed: {error}");
+            }
         }
-        _ => EnvFilter::try_new(level).map_err(|source| InvalidLogLevel {
+    }
+}
+
+/// Where traces go: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (the standard variables, read by the exporter itself); none means no tracing export.
+fn otlp_endpoint() -> Option<String> {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// OTLP over HTTP (protobuf), batched on the tokio runtime. Must be called inside it.
+fn tracer_provider(
+    endpoint: &str,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, TelemetryError> {
+    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| TelemetryError::Exporter {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("fluxop")
+                .build(),
+        )
+        .build())
+}
+
+/// Installs the global subscriber: logs (JSON or text) filtered by `level` (an `EnvFilter`
+/// directive; `RUST_LOG` wins when set), and spans exported over OTLP when an endpoint is
+/// configured. Call it inside the tokio runtime.
+pub fn init(format: LogFormat, level: &str) -> Result<Telemetry, TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(&env)
+            .map_err(|source| TelemetryError::LogLevel { level: env, source })?,
+        _ => EnvFilter::try_new(level).map_err(|source| TelemetryError::LogLevel {
             level: level.into(),
             source,
         })?,
@@ -48,23 +106,35 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), InvalidLogLeve
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
-    if json {
-        registry
-            .with(
+    let provider = otlp_endpoint().map(|e| tracer_provider(&e)).transpose()?;
+    let traces = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("fluxop"))
+    });
+    let (json_logs, text_logs) = if json {
+        (
+            Some(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_writer(std::io::stderr),
-            )
-            .init();
+            ),
+            None,
+        )
     } else {
-        registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .init();
+        (None, Some(fmt::layer().with_writer(std::io::stderr)))
+    };
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(filter)
+        .with(json_logs)
+        .with(text_logs)
+        .init();
+    if let Some(endpoint) = otlp_endpoint() {
+        tracing::info!(%endpoint, "exporting traces over OTLP");
     }
-    Ok(())
+    Ok(Telemetry { provider })
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -71,7 +71,10 @@ impl Source {
         let digest = registry.resolve(artifact).await?;
         let pinned = artifact.with_digest(&digest);
         if let Some(key) = public_key {
-            signature::verify(registry, &pinned, key).await?;
+            use tracing::Instrument;
+            signature::verify(registry, &pinned, key)
+                .instrument(tracing::info_span!("verify", artifact = %pinned))
+                .await?;
         }
         let (layer, from_cache) = match self.cache.get(&digest) {
             Some(layer) => (layer, true),

@@ -1,6 +1,7 @@
 //! The `fluxop` command line: the operator itself (`run`) and tools for people at a terminal.
 
 mod bundle;
+pub mod ops;
 pub use bundle::BundleCommand;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
@@ -41,6 +42,39 @@ pub enum Command {
     /// Show what applying an instance would change in a live cluster (server-side dry run).
     #[command(subcommand)]
     Diff(DiffCommand),
+    /// Show the instance, the report, or the Flux objects of a cluster.
+    #[command(subcommand)]
+    Get(ops::GetCommand),
+    /// Ask the operator to reconcile the instance now.
+    #[command(subcommand)]
+    Reconcile(ReconcileCommand),
+    /// Pause reconciliation of the instance (`fluxcd.controlplane.io/reconcile: disabled`).
+    #[command(subcommand)]
+    Suspend(ops::InstanceCommand),
+    /// Resume reconciliation of the instance.
+    #[command(subcommand)]
+    Resume(ops::InstanceCommand),
+    /// Wait until the instance is Ready; exit 4 on timeout.
+    #[command(subcommand)]
+    Wait(WaitCommand),
+    /// Running, failing and suspended Flux objects per kind, from the cluster.
+    Stats(ops::GetArgs),
+    /// What the instance installed, grouped by kind.
+    Tree(ops::GetArgs),
+    /// Versions of this client, the operator and Flux in the cluster.
+    Version(ops::GetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReconcileCommand {
+    /// Request a reconcile of the FluxInstance (`reconcile.fluxcd.io/requestedAt`).
+    Instance(ops::ReconcileArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WaitCommand {
+    /// Wait for the FluxInstance to be Ready.
+    Instance(ops::WaitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +187,7 @@ pub struct CrdsArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Logging(#[from] telemetry::InvalidLogLevel),
+    Logging(#[from] telemetry::TelemetryError),
     #[error("cannot load a Kubernetes config (in-cluster or KUBECONFIG): {0}")]
     KubeConfig(#[source] kube::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -232,6 +266,16 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bundle(command) => done(bundle::execute(command).await),
         Command::Build(BuildCommand::Instance(args)) => build_instance(args),
         Command::Diff(DiffCommand::Instance(args)) => diff_instance(args).await,
+        Command::Get(ops::GetCommand::Instance(args)) => ops::get_instance(args).await,
+        Command::Get(ops::GetCommand::Report(args)) => ops::get_report(args).await,
+        Command::Get(ops::GetCommand::Resources(args)) => ops::get_resources(args).await,
+        Command::Reconcile(ReconcileCommand::Instance(args)) => ops::reconcile(args).await,
+        Command::Suspend(ops::InstanceCommand::Instance(args)) => ops::suspend(args, true).await,
+        Command::Resume(ops::InstanceCommand::Instance(args)) => ops::suspend(args, false).await,
+        Command::Wait(WaitCommand::Instance(args)) => ops::wait(args).await,
+        Command::Stats(args) => ops::stats(args).await,
+        Command::Tree(args) => ops::tree(args).await,
+        Command::Version(args) => ops::version(args).await,
     }
 }
 
@@ -414,7 +458,7 @@ pub fn print_structured<T: Serialize>(value: &T, format: OutputFormat) -> Result
 }
 
 async fn run(args: RunArgs) -> Result<(), Error> {
-    telemetry::init_logging(args.log.log_format, &args.log.log_level)?;
+    let telemetry = telemetry::init(args.log.log_format, &args.log.log_level)?;
     let client = kube::Client::try_default()
         .await
         .map_err(Error::KubeConfig)?;
@@ -512,6 +556,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     if let Some(election) = &election {
         election.release().await;
     }
+    telemetry.shutdown().await;
     result
 }
 

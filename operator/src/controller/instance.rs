@@ -21,6 +21,7 @@ use kube::{
     },
 };
 use semver::Version;
+use tracing::Instrument;
 
 use super::{
     conditions,
@@ -390,6 +391,20 @@ enum Outcome {
     },
 }
 
+impl Outcome {
+    /// For traces and logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Disabled => "disabled",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Canceled { .. } => "canceled",
+            Outcome::Applied { .. } => "applied",
+            Outcome::RolledBack { .. } => "rolled-back",
+            Outcome::Held { .. } => "held",
+        }
+    }
+}
+
 fn status_of(instance: &FluxInstance) -> FluxInstanceStatus {
     instance.status.clone().unwrap_or_default()
 }
@@ -660,7 +675,10 @@ async fn run_stages(
         attempted: None,
         inventory: None,
     };
-    let fetched = match fetch(instance, ctx).await {
+    let fetched = match fetch(instance, ctx)
+        .instrument(tracing::info_span!("fetch"))
+        .await
+    {
         Ok(fetched) => fetched,
         Err(failure) => return failed(failure),
     };
@@ -671,10 +689,13 @@ async fn run_stages(
     };
     *newer = selection.newer_outside_range.clone();
     tracing::debug!(version = %selection.version, from = %fetched.origin, "Flux version selected");
-    let rendered = match render_version(ctx, instance, &fetched, &selection.version) {
+    let rendered = match tracing::info_span!("render", version = %selection.version)
+        .in_scope(|| render_version(ctx, instance, &fetched, &selection.version))
+    {
         Ok(rendered) => rendered,
         Err(failure) => return failed(failure),
     };
+    tracing::Span::current().record("revision", rendered.revision.as_str());
     let status = status_of(instance);
     let previous_inventory = status.inventory.as_ref();
     let previous_version = status
@@ -820,11 +841,21 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
     let namespace = instance.namespace().unwrap_or_default();
     let mut digest = None;
     let mut newer = None;
+    let span = tracing::info_span!(
+        "reconcile",
+        instance = %name,
+        namespace = %namespace,
+        revision = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
     let outcome = if instance.is_reconcile_disabled() {
         Outcome::Disabled
     } else {
-        run_stages(&instance, ctx, &mut digest, &mut newer).await
+        run_stages(&instance, ctx, &mut digest, &mut newer)
+            .instrument(span.clone())
+            .await
     };
+    span.record("outcome", outcome.name());
 
     let status = next_status(&instance, digest.as_deref(), &outcome, Timestamp::now());
     let changed = instance.status.as_ref() != Some(&status);

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::{
     api::{
@@ -197,6 +198,7 @@ pub async fn converge(
     };
     report.changes = applier
         .apply_all(plan.objects, options)
+        .instrument(tracing::info_span!("apply", objects = plan.objects.len()))
         .await
         .map_err(Stop::Apply)?;
     if spec.wait() {
@@ -208,6 +210,7 @@ pub async fn converge(
             .collect();
         match applier
             .wait_healthy(&checked, plan.timeout, plan.canceled)
+            .instrument(tracing::info_span!("wait", objects = checked.len()))
             .await
             .map_err(Stop::Apply)?
         {
@@ -234,13 +237,19 @@ pub async fn converge(
     if let Some(previous) = previous {
         let current = object::inventory(plan.objects);
         prune(applier, plan.instance, previous, &current, &mut report)
+            .instrument(tracing::info_span!("prune"))
             .await
             .map_err(Stop::Apply)?;
     }
     if spec.migrate_resources() {
+        let span = tracing::info_span!("migrate");
         for (id, _) in plan.objects.iter().filter_map(ObjectId::of) {
             if id.is_crd()
-                && let Some(migration) = applier.migrate(&id.name).await.map_err(Stop::Apply)?
+                && let Some(migration) = applier
+                    .migrate(&id.name)
+                    .instrument(span.clone())
+                    .await
+                    .map_err(Stop::Apply)?
             {
                 report.migrated.push(migration);
             }

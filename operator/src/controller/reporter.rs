@@ -23,6 +23,7 @@ use crate::{
 };
 
 /// Computes the report, records the metrics, and writes what changed.
+#[tracing::instrument(name = "report", skip_all)]
 pub async fn refresh(ctx: &Context) -> Result<FluxReportSpec, kube::Error> {
     let started = std::time::Instant::now();
     let sync = ctx.instances.get().and_then(|store| {
