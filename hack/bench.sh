@@ -4,6 +4,7 @@
 #   hack/bench.sh bundle     fetching a bundle: resolve, verify, pull or cache, unpack
 #   hack/bench.sh render     rendering the default and the all-features instance
 #   hack/bench.sh lifecycle  install, upgrade, drift revert, uninstall on a local cluster; peak RSS
+#   hack/bench.sh report     the FluxReport with 10,000 Flux objects: computation time, fluxop's RSS
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -22,10 +23,16 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
-  log "lifecycle on a local cluster (release build of fluxop)"
   cargo build --release -p fluxop --bin fluxop
+fi
+if [ "$which" = all ] || [ "$which" = lifecycle ]; then
+  log "lifecycle on a local cluster (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench lifecycle
+fi
+if [ "$which" = all ] || [ "$which" = report ]; then
+  log "FluxReport with 10,000 Flux objects (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench report
 fi

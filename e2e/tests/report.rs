@@ -215,6 +215,55 @@ async fn the_report_counts_what_kubectl_shows_and_each_object_has_a_metric_serie
         "flux_instance_info{name=\"flux\",exported_namespace=\"flux-system\",ready=\"True\""
     ));
     assert!(metrics.contains("fluxop_reconcile_duration_seconds_bucket"));
+    assert!(
+        metrics.contains("fluxop_kube_client_requests_total{method=\"GET\",code=\"200\"}"),
+        "no client request counts"
+    );
+
+    // The CLI sees the same, and its exit codes say whether the instance is Ready.
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let fluxop = |args: &[&str]| {
+        let output = std::process::Command::new(fluxop_e2e::fluxop_bin())
+            .args(args)
+            .args(["--kubeconfig", &kubeconfig])
+            .output()
+            .expect("fluxop runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, table) = fluxop(&["get", "instance"]);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.starts_with("NAME   READY   STATUS"), "{table}");
+    let (code, listed) = fluxop(&["get", "resources", "-A", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).expect("json");
+    assert_eq!(listed.len(), REPOS + KUSTOMIZATIONS + RELEASES);
+    let (_, stats) = fluxop(&["stats"]);
+    assert!(
+        stats.contains("Kustomization") && stats.contains(&format!(" {FAILING_KUSTOMIZATIONS} ")),
+        "{stats}"
+    );
+    let (code, _) = fluxop(&["reconcile", "instance", "--wait", "--timeout", "60s"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(fluxop(&["suspend", "instance"]).0, Some(0));
+    eventually(
+        Duration::from_secs(30),
+        "get instance to exit 4 while suspended",
+        || async { (fluxop(&["get", "instance"]).0 == Some(4)).then_some(()) },
+    )
+    .await;
+    assert_eq!(fluxop(&["resume", "instance"]).0, Some(0));
+    assert_eq!(fluxop(&["wait", "instance", "--timeout", "60s"]).0, Some(0));
+    let (_, tree) = fluxop(&["tree"]);
+    assert!(
+        tree.contains("Deployment (4)") && tree.contains("flux-system/source-controller"),
+        "{tree}"
+    );
+    let (_, version) = fluxop(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_str(&version).expect("json");
+    assert_eq!(version["flux"], "v2.9.4");
 
     // The reconcile's trace reached the receiver over OTLP: its spans and their fields are
     // in the protobuf payloads as plain strings.

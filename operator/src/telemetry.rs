@@ -164,6 +164,69 @@ pub struct InstanceLabels {
     pub revision: String,
 }
 
+/// A request of fluxop's Kubernetes client, by method and response code (`error` when no
+/// response came back).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientRequestLabels {
+    pub method: String,
+    pub code: String,
+}
+
+/// A tower layer on the Kubernetes client that counts its requests.
+#[derive(Clone)]
+pub struct CountRequests(pub Family<ClientRequestLabels, Counter>);
+
+impl<S> tower::Layer<S> for CountRequests {
+    type Service = CountedService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CountedService {
+            inner,
+            requests: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CountedService<S> {
+    inner: S,
+    requests: Family<ClientRequestLabels, Counter>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for CountedService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.method().to_string();
+        let requests = self.requests.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let code = match &response {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(_) => "error".to_string(),
+            };
+            requests
+                .get_or_create(&ClientRequestLabels { method, code })
+                .inc();
+            response
+        })
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
@@ -184,6 +247,8 @@ pub struct Metrics {
     pub instance: Family<InstanceLabels, Gauge>,
     /// How long computing a FluxReport takes.
     pub report_duration: Histogram,
+    /// Requests of the Kubernetes client.
+    pub client_requests: Family<ClientRequestLabels, Counter>,
 }
 
 impl Metrics {
@@ -235,6 +300,12 @@ impl Metrics {
             "Time to compute a FluxReport",
             report_duration.clone(),
         );
+        let client_requests = Family::<ClientRequestLabels, Counter>::default();
+        registry.register(
+            "fluxop_kube_client_requests",
+            "Requests of fluxop's Kubernetes client by method and response code",
+            client_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -243,6 +314,7 @@ impl Metrics {
             resources,
             instance,
             report_duration,
+            client_requests,
         }
     }
 

@@ -27,6 +27,9 @@ pub enum BundleCommand {
     Build(BuildArgs),
     /// Build a bundle directory and push it as a Flux OCI artifact; prints the pinned reference.
     Push(PushArgs),
+    /// Push a FluxInstance manifest as an instance artifact, for `fluxop run --instance-from`
+    /// (sign it with `bundle sign` like a bundle).
+    PushInstance(PushInstanceArgs),
     /// Sign a pushed bundle with a cosign key (password from COSIGN_PASSWORD).
     Sign(SignArgs),
     /// Verify a bundle's cosign signature with a public key; exits 1 when it does not verify.
@@ -117,6 +120,16 @@ impl RegistryArgs {
 pub struct PushArgs {
     /// The bundle directory.
     pub dir: PathBuf,
+    /// Where to push: oci://<registry>/<repository>:<tag>.
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushInstanceArgs {
+    /// The FluxInstance manifest (named `flux`).
+    pub file: PathBuf,
     /// Where to push: oci://<registry>/<repository>:<tag>.
     pub reference: String,
     #[command(flatten)]
@@ -267,6 +280,25 @@ pub async fn execute(command: BundleCommand) -> Result<(), Error> {
                 BTreeMap::from([(FLUX_VERSIONS_ANNOTATION.to_string(), versions_text(&bundle))]);
             let digest = registry.push(&target, &layer, annotations).await?;
             progress(format_args!("pushed {digest}"));
+            println!("{}", target.with_digest(&digest));
+        }
+        BundleCommand::PushInstance(args) => {
+            use crate::controller::fleet;
+            let target = parse_reference(&args.reference)?;
+            let manifest = read(&args.file)?;
+            let files = fleet::artifact_files(&manifest);
+            // Refuse what members would refuse, before publishing it.
+            fleet::instance_from(&files, &args.file.display().to_string(), "check").map_err(
+                |e| Error::Manifest {
+                    path: args.file.clone(),
+                    reason: e.to_string(),
+                },
+            )?;
+            let registry = args.registry.registry(&target)?;
+            let digest = registry
+                .push(&target, &archive::pack(&files), BTreeMap::new())
+                .await?;
+            progress(format_args!("pushed the instance {digest}"));
             println!("{}", target.with_digest(&digest));
         }
         BundleCommand::Sign(args) => {

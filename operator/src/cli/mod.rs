@@ -153,6 +153,21 @@ pub struct RunArgs {
     /// something; the report's `fluxcd.controlplane.io/reconcileEvery` annotation wins).
     #[arg(long, env = "FLUXOP_REPORTING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub reporting_interval: std::time::Duration,
+    /// Take the FluxInstance from this signed OCI artifact (made with `fluxop bundle
+    /// push-instance`) and follow its tag: fleets publish one artifact for all members.
+    #[arg(
+        long,
+        env = "FLUXOP_INSTANCE_FROM",
+        requires = "instance_from_key_secret"
+    )]
+    pub instance_from: Option<String>,
+    /// Secret in the operator's namespace whose `cosign.pub` the instance artifact must
+    /// verify with (required with --instance-from: unsigned instances are never applied).
+    #[arg(long, env = "FLUXOP_INSTANCE_FROM_KEY_SECRET")]
+    pub instance_from_key_secret: Option<String>,
+    /// How often the instance artifact's tag is checked.
+    #[arg(long, env = "FLUXOP_INSTANCE_FROM_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub instance_from_interval: std::time::Duration,
     /// Hold a Lease before reconciling, so that of several replicas only one writes.
     #[arg(long, env = "FLUXOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -459,11 +474,15 @@ pub fn print_structured<T: Serialize>(value: &T, format: OutputFormat) -> Result
 
 async fn run(args: RunArgs) -> Result<(), Error> {
     let telemetry = telemetry::init(args.log.log_format, &args.log.log_level)?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(Error::KubeConfig)?;
     let health = Arc::new(Health::new("FluxInstance cache not synced yet"));
     let metrics = Arc::new(Metrics::new());
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::KubeConfig(kube::Error::InferConfig(e)))?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(Error::KubeConfig)?
+        .with_layer(&telemetry::CountRequests(metrics.client_requests.clone()))
+        .build();
     let state = Arc::new(State {
         health: health.clone(),
         metrics: metrics.clone(),
@@ -488,6 +507,14 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         version = env!("CARGO_PKG_VERSION"),
         "fluxop starting"
     );
+    let instance_source = match (&args.instance_from, &args.instance_from_key_secret) {
+        (Some(artifact), Some(key_secret)) => Some(controller::fleet::InstanceSource {
+            artifact: crate::bundle::reference::ArtifactRef::parse(artifact)?,
+            key_secret: key_secret.clone(),
+            interval: args.instance_from_interval,
+        }),
+        _ => None,
+    };
     let context_client = client.clone();
     let context = controller::Context {
         recorder: kube::runtime::events::Recorder::new(
@@ -534,12 +561,18 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         match &election {
             Some(election) => {
                 tokio::select! {
-                    _ = controller::run(context, health, args.reporting_interval) => Ok(()),
+                    _ = controller::run(context, health, args.reporting_interval, instance_source.clone()) => Ok(()),
                     lost = election.hold() => Err(Error::LeadershipLost(lost)),
                 }
             }
             None => {
-                controller::run(context, health, args.reporting_interval).await;
+                controller::run(
+                    context,
+                    health,
+                    args.reporting_interval,
+                    instance_source.clone(),
+                )
+                .await;
                 Ok(())
             }
         }

@@ -148,9 +148,9 @@ impl ReleaseCache {
 
 /// Why a stage stopped: the condition reason and a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Failure {
+pub(super) struct Failure {
     reason: &'static str,
-    message: String,
+    pub(super) message: String,
     /// Terminal until the spec changes: no retry, `Stalled=True`.
     stalled: bool,
 }
@@ -182,7 +182,7 @@ struct Fetched {
     bundle: Cow<'static, Bundle>,
 }
 
-async fn secret_data(
+pub(super) async fn secret_data(
     client: &Client,
     namespace: &str,
     name: &str,

@@ -1,6 +1,7 @@
 //! kube-runtime reconcilers: the `FluxInstance` controller of the operator's namespace.
 
 pub mod conditions;
+pub mod fleet;
 pub mod instance;
 pub mod lease;
 pub mod lifecycle;
@@ -73,7 +74,12 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
 /// ends. Marks the operator ready once the instance cache has synced, and not ready with the
 /// API server's reason while the watch fails (for example when the CRDs are not installed).
-pub async fn run(ctx: Context, health: Arc<Health>, reporting_interval: Duration) {
+pub async fn run(
+    ctx: Context,
+    health: Arc<Health>,
+    reporting_interval: Duration,
+    instance_source: Option<fleet::InstanceSource>,
+) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
     let controller =
         Controller::new(instances, watcher::Config::default()).reconcile_all_on(drift(&ctx));
@@ -103,6 +109,8 @@ pub async fn run(ctx: Context, health: Arc<Health>, reporting_interval: Duration
         reporting_interval,
         ctx.report_requested.clone(),
     ));
+    // So does the fleet follower, when the instance comes from an artifact.
+    let follower = instance_source.map(|source| tokio::spawn(fleet::follow(ctx.clone(), source)));
     controller
         .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -120,4 +128,7 @@ pub async fn run(ctx: Context, health: Arc<Health>, reporting_interval: Duration
         })
         .await;
     reporter.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
 }
