@@ -25,7 +25,7 @@ const RUNS: usize = 5;
 fn manifest(kind: &str, name: &str, namespace: &str, i: usize) -> serde_json::Value {
     let spec = match kind {
         "GitRepository" => {
-            json!({ "interval": "10m", "url": format!("https://example.com/{name}.git"), "suspend": i % 10 == 0 })
+            json!({ "interval": "10m", "url": format!("https://example.com/{name}.git"), "suspend": i.is_multiple_of(10) })
         }
         "Kustomization" => json!({ "interval": "10m", "path": "./", "prune": true,
             "sourceRef": { "kind": "GitRepository", "name": name } }),

@@ -133,10 +133,11 @@ async fn apply_digest(
 }
 
 /// Follows the instance artifact until the task is dropped: every `interval`, resolve the
-/// tag; on a new digest, verify, pull and apply. A refused digest is retried only when the
-/// tag moves again (or at the next start), so a bad publish is logged once, not every poll.
+/// tag; on a new digest, verify, pull and apply. A refused digest is tried again at every
+/// poll (its signature may simply not be pushed yet) but logged only when the reason changes.
 pub async fn follow(ctx: Arc<Context>, source: InstanceSource) {
     let mut handled: Option<String> = None;
+    let mut last_refusal: Option<String> = None;
     loop {
         let ca_pem = match &ctx.registries.ca_secret {
             None => Vec::new(),
@@ -165,18 +166,21 @@ pub async fn follow(ctx: Arc<Context>, source: InstanceSource) {
                 tracing::warn!(artifact = %source.artifact, %error, "resolving the instance artifact failed")
             }
             Ok(digest) if handled.as_deref() == Some(digest.as_str()) => {}
-            Ok(digest) => {
-                match apply_digest(&ctx, &registry, &source, &digest).await {
-                    Ok(()) => {
-                        tracing::info!(artifact = %source.artifact.with_digest(&digest), "instance applied from the fleet artifact")
-                    }
-                    Err(error) => {
-                        ctx.metrics.watch_errors.inc();
+            Ok(digest) => match apply_digest(&ctx, &registry, &source, &digest).await {
+                Ok(()) => {
+                    tracing::info!(artifact = %source.artifact.with_digest(&digest), "instance applied from the fleet artifact");
+                    handled = Some(digest);
+                    last_refusal = None;
+                }
+                Err(error) => {
+                    ctx.metrics.watch_errors.inc();
+                    let refusal = error.to_string();
+                    if last_refusal.as_ref() != Some(&refusal) {
                         tracing::error!(artifact = %source.artifact.with_digest(&digest), %error, "instance artifact refused; nothing applied");
+                        last_refusal = Some(refusal);
                     }
                 }
-                handled = Some(digest);
-            }
+            },
         }
         tokio::time::sleep(source.interval).await;
     }
