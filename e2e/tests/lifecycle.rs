@@ -790,3 +790,72 @@ async fn killing_the_leader_mid_upgrade_hands_over_to_the_standby_which_converge
         assert!(d.status.and_then(|s| s.available_replicas) == Some(1));
     }
 }
+
+#[tokio::test]
+async fn an_immutable_field_change_is_refused_until_force_is_requested() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("immutable").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let _operator = cluster.start_operator("flux-system", &[]).await;
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
+    wait_for_instance(&api, 2 * MINUTE, "Flux to be Ready", |i| {
+        is_ready_at(i, "v2.9.4@")
+    })
+    .await;
+    let uid = deployment_states(&client).await["helm-controller"]
+        .0
+        .clone();
+
+    // A patch that changes a Deployment's selector, which the API server does not allow to
+    // change in place.
+    let patch = "  kustomize:\n    patches:\n    - target: {kind: Deployment, name: helm-controller}\n      patch: |\n        \
+                 - {op: add, path: /spec/selector/matchLabels/tier, value: gitops}\n        \
+                 - {op: add, path: /spec/template/metadata/labels/tier, value: gitops}\n";
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", patch)));
+    let refused = wait_for_instance(&api, MINUTE, "the change to be refused", |i| {
+        condition(i, "Ready")
+            .is_some_and(|c| c.status == "False" && c.observed_generation == i.metadata.generation)
+    })
+    .await;
+    let message = condition(&refused, "Ready").expect("ready").message;
+    assert!(
+        message.contains("helm-controller") && message.contains("forceAt"),
+        "{message}"
+    );
+    assert_eq!(
+        deployment_states(&client).await["helm-controller"].0,
+        uid,
+        "recreated without being asked"
+    );
+
+    // Asked to: recreated with the new selector, and Ready.
+    cluster.kubectl_ok(&[
+        "annotate",
+        "fluxinstance/flux",
+        "-n",
+        "flux-system",
+        "reconcile.fluxcd.io/forceAt=2026-11-27T00:00:00Z",
+    ]);
+    wait_for_instance(&api, 2 * MINUTE, "the forced reconcile to be Ready", |i| {
+        is_ready_at(i, "v2.9.4@")
+            && i.status
+                .as_ref()
+                .and_then(|s| s.last_handled_force_at.as_deref())
+                == Some("2026-11-27T00:00:00Z")
+    })
+    .await;
+    let recreated = deployments(&client)
+        .get("helm-controller")
+        .await
+        .expect("get");
+    assert_ne!(recreated.metadata.uid.as_deref(), Some(uid.as_str()));
+    let selector = recreated
+        .spec
+        .expect("spec")
+        .selector
+        .match_labels
+        .expect("labels");
+    assert_eq!(selector.get("tier").map(String::as_str), Some("gitops"));
+}

@@ -926,3 +926,62 @@ fn ephemeral_shards_keep_an_empty_dir_and_bad_shard_names_are_errors() {
         "{error}"
     );
 }
+
+/// A release that lists the controllers' args in another order (as a new Flux release may)
+/// renders the same flags: fluxop edits them by name, never by position.
+#[test]
+fn flag_edits_survive_a_release_that_reorders_the_controllers_args() {
+    let bundle = vendored_bundle();
+    let tuned = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\n\
+         cluster: {size: large, multitenant: true, objectLevelWorkloadIdentity: true}\n\
+         sharding: {shards: [a]}",
+    );
+    for version in [Version::new(2, 8, 8), Version::new(2, 9, 4)] {
+        let release = Release::parse(&bundle, &version).unwrap();
+        let mut reordered = release.clone();
+        for objects in reordered.manifests.values_mut() {
+            for object in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+                for container in object["spec"]["template"]["spec"]["containers"]
+                    .as_array_mut()
+                    .unwrap()
+                {
+                    if let Some(args) = container["args"].as_array_mut() {
+                        args.reverse();
+                    }
+                }
+            }
+        }
+        let flags = |release: &Release| {
+            let rendered = render_release("flux-system", &tuned, release).unwrap();
+            rendered
+                .objects
+                .iter()
+                .filter(|o| o["kind"] == "Deployment")
+                .map(|d| {
+                    let mut args = args_of(d);
+                    args.sort();
+                    (d["metadata"]["name"].as_str().unwrap().to_string(), args)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (upstream, moved) = (flags(&release), flags(&reordered));
+        assert_eq!(upstream, moved, "v{version}");
+        let kustomize = &upstream
+            .iter()
+            .find(|(n, _)| n == "kustomize-controller")
+            .unwrap()
+            .1;
+        for flag in [
+            "--concurrent=20",
+            "--no-cross-namespace-refs=true",
+            "--watch-label-selector=!sharding.fluxcd.io/key",
+        ] {
+            assert_eq!(
+                kustomize.iter().filter(|a| *a == flag).count(),
+                1,
+                "v{version}: {flag} in {kustomize:?}"
+            );
+        }
+    }
+}
