@@ -5,6 +5,7 @@
 #   hack/bench.sh render     rendering the default and the all-features instance
 #   hack/bench.sh lifecycle  install, upgrade, drift revert, uninstall on a local cluster; peak RSS
 #   hack/bench.sh report     the FluxReport with 10,000 Flux objects: computation time, fluxop's RSS
+#   hack/bench.sh fleet      fleet convergence with 1, 3 and 5 member clusters
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -23,7 +24,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -35,4 +36,10 @@ fi
 if [ "$which" = all ] || [ "$which" = report ]; then
   log "FluxReport with 10,000 Flux objects (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench report
+fi
+if [ "$which" = all ] || [ "$which" = fleet ]; then
+  export FLUXOP_E2E_REGISTRY
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  log "fleet convergence with 1, 3 and 5 members (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench fleet
 fi

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod fleet;
 
 use std::{
     path::{Path, PathBuf},
