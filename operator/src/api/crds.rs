@@ -7,7 +7,11 @@ use super::{FluxInstance, FluxReport};
 
 /// Every CRD fluxop owns, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![FluxInstance::crd(), FluxReport::crd()]
+    vec![
+        FluxInstance::crd(),
+        FluxReport::crd(),
+        super::fleet::FluxFleet::crd(),
+    ]
 }
 
 /// File name of a CRD in `crds/`: `<group>_<plural>.yaml`, the kubebuilder convention.

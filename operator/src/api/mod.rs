@@ -5,6 +5,7 @@
 pub mod constants;
 pub mod crds;
 pub mod duration;
+pub mod fleet;
 pub mod instance;
 pub mod report;
 

@@ -168,6 +168,10 @@ pub struct RunArgs {
     /// How often the instance artifact's tag is checked.
     #[arg(long, env = "FLUXOP_INSTANCE_FROM_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub instance_from_interval: std::time::Duration,
+    /// Also run the FluxFleet controller: this cluster is a fleet hub that rolls FluxInstances
+    /// out to member clusters in waves.
+    #[arg(long, env = "FLUXOP_FLEET_HUB")]
+    pub fleet_hub: bool,
     /// Hold a Lease before reconciling, so that of several replicas only one writes.
     #[arg(long, env = "FLUXOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -561,7 +565,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         match &election {
             Some(election) => {
                 tokio::select! {
-                    _ = controller::run(context, health, args.reporting_interval, instance_source.clone()) => Ok(()),
+                    _ = controller::run(context, health, args.reporting_interval, instance_source.clone(), args.fleet_hub) => Ok(()),
                     lost = election.hold() => Err(Error::LeadershipLost(lost)),
                 }
             }
@@ -571,6 +575,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     health,
                     args.reporting_interval,
                     instance_source.clone(),
+                    args.fleet_hub,
                 )
                 .await;
                 Ok(())

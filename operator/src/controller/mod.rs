@@ -2,6 +2,7 @@
 
 pub mod conditions;
 pub mod fleet;
+pub mod hub;
 pub mod instance;
 pub mod lease;
 pub mod lifecycle;
@@ -79,6 +80,7 @@ pub async fn run(
     health: Arc<Health>,
     reporting_interval: Duration,
     instance_source: Option<fleet::InstanceSource>,
+    fleet_hub: bool,
 ) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
     let controller =
@@ -111,6 +113,13 @@ pub async fn run(
     ));
     // So does the fleet follower, when the instance comes from an artifact.
     let follower = instance_source.map(|source| tokio::spawn(fleet::follow(ctx.clone(), source)));
+    // And the FluxFleet controller, on a hub.
+    let hub = fleet_hub.then(|| {
+        tokio::spawn(hub::run(hub::Hub {
+            client: ctx.client.clone(),
+            namespace: ctx.namespace.clone(),
+        }))
+    });
     controller
         .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -128,7 +137,7 @@ pub async fn run(
         })
         .await;
     reporter.abort();
-    if let Some(follower) = follower {
-        follower.abort();
+    for task in [follower, hub].into_iter().flatten() {
+        task.abort();
     }
 }
