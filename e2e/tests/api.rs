@@ -321,3 +321,35 @@ fn assert_contains(actual: &Value, expected: &Value, context: &str) {
         _ => assert_eq!(actual, expected, "{context}"),
     }
 }
+
+#[tokio::test]
+async fn every_example_manifest_is_accepted_by_a_server_side_dry_run() {
+    let client = client().await;
+    ensure_crds(&client).await;
+    // The examples live in flux-system, as the operator does.
+    let _ = fluxop_e2e::kubectl()
+        .args(["create", "namespace", "flux-system"])
+        .output();
+    for entry in std::fs::read_dir(fluxop_e2e::repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let output = fluxop_e2e::kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--force-conflicts",
+                "--field-manager",
+                "e2e",
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{} was rejected: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
