@@ -405,23 +405,11 @@ pub const EXIT_CHANGES: u8 = 3;
 async fn diff_instance(args: DiffInstanceArgs) -> Result<ExitCode, Error> {
     use crate::apply::Action;
     let rendered = render_file(&args.file, args.bundle.as_deref(), &args.namespace)?;
-    let client = match &args.kubeconfig {
-        Some(path) => {
-            let unusable = |reason: String| Error::KubeconfigFile {
-                path: path.clone(),
-                reason,
-            };
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(e.to_string()))?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .map_err(|e| unusable(e.to_string()))?;
-            kube::Client::try_from(config).map_err(Error::KubeConfig)?
-        }
-        None => kube::Client::try_default()
-            .await
-            .map_err(Error::KubeConfig)?,
-    };
+    let client = ops::client(&ops::ClusterArgs {
+        namespace: args.namespace.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+    })
+    .await?;
     let applier = crate::apply::Applier::new(client, api::constants::FIELD_MANAGER);
     let options = crate::apply::Options {
         dry_run: true,

@@ -18,7 +18,7 @@ use crate::{
     bundle::{
         archive::{self, Files, Limits},
         reference::ArtifactRef,
-        registry::{Credentials, Registry, RegistryConfig},
+        registry::{Credentials, Registry},
         signature,
     },
 };
@@ -139,28 +139,14 @@ pub async fn follow(ctx: Arc<Context>, source: InstanceSource) {
     let mut handled: Option<String> = None;
     let mut last_refusal: Option<String> = None;
     loop {
-        let ca_pem = match &ctx.registries.ca_secret {
-            None => Vec::new(),
-            Some(name) => super::instance::secret_data(
-                &ctx.client,
-                &ctx.namespace,
-                name,
-                "ca.crt",
-                "registry CA bundle",
-            )
-            .await
-            .map(|pem| vec![pem])
-            .unwrap_or_default(),
+        let registry = match ctx.registry(Credentials::Anonymous).await {
+            Ok(registry) => registry,
+            Err(failure) => {
+                tracing::warn!(reason = %failure.message, "the registry settings are unusable");
+                tokio::time::sleep(source.interval).await;
+                continue;
+            }
         };
-        let registry = Registry::new(
-            RegistryConfig {
-                insecure: ctx.registries.insecure.clone(),
-                ca_pem,
-                timeout: ctx.registries.timeout,
-                ..RegistryConfig::default()
-            },
-            Credentials::Anonymous,
-        );
         match registry.resolve(&source.artifact).await {
             Err(error) => {
                 tracing::warn!(artifact = %source.artifact, %error, "resolving the instance artifact failed")

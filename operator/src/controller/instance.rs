@@ -89,6 +89,33 @@ pub struct Context {
 }
 
 impl Context {
+    /// A registry client with the operator's registry settings (plain-HTTP hosts, the CA
+    /// bundle from its Secret, timeout) and `credentials`.
+    pub(super) async fn registry(&self, credentials: Credentials) -> Result<Registry, Failure> {
+        let ca_pem = match &self.registries.ca_secret {
+            None => Vec::new(),
+            Some(name) => vec![
+                secret_data(
+                    &self.client,
+                    &self.namespace,
+                    name,
+                    "ca.crt",
+                    "registry CA bundle",
+                )
+                .await?,
+            ],
+        };
+        Ok(Registry::new(
+            RegistryConfig {
+                insecure: self.registries.insecure.clone(),
+                ca_pem,
+                timeout: self.registries.timeout,
+                ..RegistryConfig::default()
+            },
+            credentials,
+        ))
+    }
+
     /// Has a newer request for `instance` come in (spec change, reconcile request, deletion)
     /// since this reconcile started?
     pub fn newer_request(&self, instance: &FluxInstance) -> bool {
@@ -278,28 +305,7 @@ async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failur
             })?,
         ),
     };
-    let ca_pem = match &ctx.registries.ca_secret {
-        None => Vec::new(),
-        Some(name) => vec![
-            secret_data(
-                &ctx.client,
-                &ctx.namespace,
-                name,
-                "ca.crt",
-                "registry CA bundle",
-            )
-            .await?,
-        ],
-    };
-    let registry = Registry::new(
-        RegistryConfig {
-            insecure: ctx.registries.insecure.clone(),
-            ca_pem,
-            timeout: ctx.registries.timeout,
-            ..RegistryConfig::default()
-        },
-        credentials,
-    );
+    let registry = ctx.registry(credentials).await?;
     let fetched = ctx
         .source
         .fetch(&registry, &artifact, public_key.as_deref())

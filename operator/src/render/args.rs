@@ -40,6 +40,23 @@ pub fn get<'a>(args: &'a [String], flag: &str) -> Option<Option<&'a str>> {
     })
 }
 
+/// Edits a container's `args` as a list of strings; a container without args gets them only
+/// when the edit adds some.
+pub fn edit_container(container: &mut serde_json::Value, edit: impl FnOnce(&mut Vec<String>)) {
+    let mut list: Vec<String> = container["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    edit(&mut list);
+    if !list.is_empty() || container.get("args").is_some() {
+        container["args"] = serde_json::json!(list);
+    }
+}
+
 /// Sets `flag` to `value`: replaces the first occurrence in place, drops any others, and
 /// appends the flag when it was absent.
 pub fn set(args: &mut Vec<String>, flag: &str, value: &str) {

@@ -444,28 +444,19 @@ pub fn render_release(
                     container["image"] = json!(image_reference(&image));
                     images.push(image);
                 }
-                let mut list: Vec<String> = container["args"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for flag in ["--events-addr", "--storage-adv-addr"] {
-                    if let Some(Some(value)) = args::get(&list, flag) {
-                        let rewritten = service_address(value, namespace, cluster.domain());
-                        args::set(&mut list, flag, &rewritten);
+                args::edit_container(container, |list| {
+                    for flag in ["--events-addr", "--storage-adv-addr"] {
+                        if let Some(Some(value)) = args::get(list, flag) {
+                            let rewritten = service_address(value, namespace, cluster.domain());
+                            args::set(list, flag, &rewritten);
+                        }
                     }
-                }
-                if cluster.multitenant.unwrap_or(false) {
-                    for (flag, value) in multitenant_flags(&name, &cluster) {
-                        args::set(&mut list, flag, &value);
+                    if cluster.multitenant.unwrap_or(false) {
+                        for (flag, value) in multitenant_flags(&name, &cluster) {
+                            args::set(list, flag, &value);
+                        }
                     }
-                }
-                if !list.is_empty() {
-                    container["args"] = json!(list);
-                }
+                });
             }
         }
     }

@@ -81,19 +81,6 @@ fn manager(pod: &mut Value) -> Option<&mut Value> {
     containers.get_mut(index)
 }
 
-fn edit_args(container: &mut Value, edit: impl FnOnce(&mut Vec<String>)) {
-    let mut list: Vec<String> = container["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    edit(&mut list);
-    container["args"] = json!(list);
-}
-
 /// Sets one gate in `--feature-gates=A=true,B=false`, keeping the others.
 fn set_feature_gate(list: &mut Vec<String>, gate: &str, enabled: bool) {
     let mut gates: Vec<(String, String)> = match args::get(list, "--feature-gates") {
@@ -183,7 +170,7 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                             };
                             container["resources"] = resources(chosen);
                         }
-                        edit_args(container, |list| {
+                        args::edit_container(container, |list| {
                             if applier {
                                 args::set(list, "--concurrent", profile.appliers.0);
                                 args::set(list, "--requeue-dependency", profile.appliers.1);
@@ -217,12 +204,12 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                 if cluster.object_level_workload_identity.unwrap_or(false)
                     && IDENTITY_AWARE.contains(&name.as_str())
                 {
-                    edit_args(container, |list| {
+                    args::edit_container(container, |list| {
                         set_feature_gate(list, "ObjectLevelWorkloadIdentity", true)
                     });
                 }
                 if cluster.multitenant_workload_identity.unwrap_or(false) {
-                    edit_args(container, |list| match name.as_str() {
+                    args::edit_container(container, |list| match name.as_str() {
                         "source-controller"
                         | "notification-controller"
                         | "image-reflector-controller"

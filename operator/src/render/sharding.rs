@@ -50,16 +50,7 @@ fn set_flag(deployment: &mut Value, flag: &str, value: &str) {
         .into_iter()
         .flatten()
     {
-        let mut list: Vec<String> = container["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        args::set(&mut list, flag, value);
-        container["args"] = json!(list);
+        args::edit_container(container, |list| args::set(list, flag, value));
     }
 }
 
