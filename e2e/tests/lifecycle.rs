@@ -859,3 +859,60 @@ async fn an_immutable_field_change_is_refused_until_force_is_requested() {
         .expect("labels");
     assert_eq!(selector.get("tier").map(String::as_str), Some("gitops"));
 }
+
+#[tokio::test]
+async fn a_new_spec_interrupts_a_health_wait_that_would_not_end() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("canceled").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let _operator = cluster.start_operator("flux-system", &[]).await;
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
+    wait_for_instance(&api, 2 * MINUTE, "Flux to be Ready", |i| {
+        is_ready_at(i, "v2.9.4@")
+    })
+    .await;
+
+    // A spec whose source-controller can be scheduled nowhere: the health wait (5m by default)
+    // would not end.
+    let stuck = "  kustomize:\n    patches:\n    - target: {kind: Deployment, name: source-controller}\n      patch: |\n        \
+                 - {op: add, path: /spec/template/spec/nodeSelector, value: {fluxop.test/none: \"true\"}}\n";
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", stuck)));
+    let stuck_generation = api.get("flux").await.expect("get").metadata.generation;
+    // The status says what is being applied while fluxop waits.
+    wait_for_instance(&api, MINUTE, "the health wait to start", |i| {
+        condition(i, "Reconciling").is_some_and(|c| {
+            c.status == "True"
+                && c.observed_generation == stuck_generation
+                && c.message.starts_with("Applying revision v2.9.4@")
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The fix arrives while fluxop waits: the wait is canceled and the new spec applied at
+    // once, long before the 5 minute timeout.
+    let started = Instant::now();
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
+    let fixed_generation = api.get("flux").await.expect("get").metadata.generation;
+    wait_for_instance(&api, MINUTE, "the new spec to be Ready", |i| {
+        i.metadata.generation == fixed_generation && is_ready_at(i, "v2.9.4@")
+    })
+    .await;
+    println!(
+        "timing: a new spec was Ready {:?} after it interrupted a health wait",
+        started.elapsed()
+    );
+    let events = cluster.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        "flux-system",
+        "--field-selector",
+        "involvedObject.kind=FluxInstance",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(events.contains("HealthCheckCanceled"), "{events}");
+}

@@ -436,6 +436,61 @@ fn holding_after_rollback(instance: &FluxInstance, attempted: &str) -> bool {
             == status.last_handled_reconcile_at.as_ref()
 }
 
+/// Is there something to apply: a new revision, or a spec generation not yet reconciled?
+/// (Drift corrections of the applied revision are not announced: they take a second.)
+fn has_work(instance: &FluxInstance, revision: &str) -> bool {
+    let status = status_of(instance);
+    status.last_applied_revision.as_deref() != Some(revision)
+        || condition(&status, condition::READY)
+            .is_none_or(|c| c.observed_generation != instance.metadata.generation)
+}
+
+/// Says in the status that `revision` is being applied (`Reconciling=True`, `Ready=Unknown`),
+/// so that a long health wait is visible. Best effort: the outcome is written afterwards.
+async fn mark_progressing(ctx: &Context, instance: &FluxInstance, revision: &str) {
+    let now = Timestamp::now();
+    let mut status = status_of(instance);
+    let mut list = status.conditions.take().unwrap_or_default();
+    let message = format!("Applying revision {revision}");
+    let generation = instance.metadata.generation;
+    conditions::set(
+        &mut list,
+        condition::READY,
+        "Unknown",
+        reason::PROGRESSING,
+        &message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut list,
+        condition::RECONCILING,
+        "True",
+        reason::PROGRESSING,
+        &message,
+        generation,
+        now,
+    );
+    conditions::remove(&mut list, condition::STALLED);
+    status.conditions = Some(list);
+    status.last_attempted_revision = Some(revision.to_string());
+    let api = Api::<FluxInstance>::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().unwrap_or_default(),
+    );
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = serde_json::json!({ "status": status });
+    if let Err(error) = api
+        .patch_status(&instance.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(%error, "writing the progress status failed");
+    }
+}
+
 /// Is a `forceAt` request pending (objects with changed immutable fields may be recreated)?
 fn force_requested(instance: &FluxInstance) -> bool {
     instance
@@ -675,6 +730,7 @@ async fn run_stages(
     ctx: &Context,
     digest: &mut Option<String>,
     newer: &mut Option<Version>,
+    progress_written: &mut bool,
 ) -> Outcome {
     let failed = |failure: Failure| Outcome::Failed {
         failure,
@@ -748,6 +804,10 @@ async fn run_stages(
         };
     }
 
+    if has_work(instance, &rendered.revision) {
+        mark_progressing(ctx, instance, &rendered.revision).await;
+        *progress_written = true;
+    }
     let attempted = Installed::of(&rendered, &selection.version);
     let tried = union(previous_inventory, &attempted.inventory);
     let (report, why) =
@@ -847,6 +907,8 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
     let namespace = instance.namespace().unwrap_or_default();
     let mut digest = None;
     let mut newer = None;
+    // Once a progress status was written, the outcome must be written too.
+    let mut progress_written = false;
     let span = tracing::info_span!(
         "reconcile",
         instance = %name,
@@ -857,14 +919,20 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
     let outcome = if instance.is_reconcile_disabled() {
         Outcome::Disabled
     } else {
-        run_stages(&instance, ctx, &mut digest, &mut newer)
-            .instrument(span.clone())
-            .await
+        run_stages(
+            &instance,
+            ctx,
+            &mut digest,
+            &mut newer,
+            &mut progress_written,
+        )
+        .instrument(span.clone())
+        .await
     };
     span.record("outcome", outcome.name());
 
     let status = next_status(&instance, digest.as_deref(), &outcome, Timestamp::now());
-    let changed = instance.status.as_ref() != Some(&status);
+    let changed = progress_written || instance.status.as_ref() != Some(&status);
     if changed {
         let api = Api::<FluxInstance>::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({ "status": status });
