@@ -13,13 +13,7 @@ use std::{
 
 use fluxop::{
     api::FluxInstance,
-    bundle::{
-        archive,
-        layout::Bundle,
-        reference::ArtifactRef,
-        registry::{Credentials, Registry, RegistryConfig},
-        signature,
-    },
+    bundle::{archive, layout::Bundle, reference::ArtifactRef, signature},
 };
 use fluxop_e2e::{
     cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
@@ -35,31 +29,14 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// Pushes the bundle in `dir` to the test registry; signs it when a key pair is given.
 async fn push_bundle(dir: &Path, signer: Option<&signature::KeyPair>) -> String {
-    let address = registry_address();
-    let registry = Registry::new(
-        RegistryConfig {
-            insecure: vec![address.clone()],
-            ..RegistryConfig::default()
-        },
-        Credentials::Anonymous,
-    );
     let bundle = Bundle::from_files(archive::read_dir(dir).expect("bundle dir")).expect("bundle");
-    let reference = format!("oci://{address}/{}:latest", unique_repository("lifecycle"));
+    let reference = format!(
+        "oci://{}/{}:latest",
+        registry_address(),
+        unique_repository("lifecycle")
+    );
     let tag = ArtifactRef::parse(&reference).expect("reference");
-    let digest = registry
-        .push(&tag, &archive::pack(bundle.files()), Default::default())
-        .await
-        .expect("push");
-    if let Some(signer) = signer {
-        signature::sign(
-            &registry,
-            &tag.with_digest(&digest),
-            signer.private_pem.as_bytes(),
-            b"",
-        )
-        .await
-        .expect("sign");
-    }
+    fluxop_e2e::fleet::push(&tag, &archive::pack(bundle.files()), signer).await;
     reference
 }
 
@@ -108,6 +85,31 @@ fn image_of(deployment: &Deployment) -> String {
 
 fn spec(version: &str, extra: &str) -> String {
     format!("  distribution:\n    version: \"{version}\"\n    registry: ghcr.io/fluxcd\n{extra}")
+}
+
+/// A fresh cluster (the caller holds [`exclusive`]) with fluxop running in flux-system and
+/// Flux `range` installed from the embedded bundle and Ready at `revision` (e.g. `v2.9.4@`).
+async fn installed(
+    prefix: &str,
+    range: &str,
+    revision: &str,
+) -> (
+    OwnCluster,
+    Client,
+    Api<FluxInstance>,
+    fluxop_e2e::cluster::Operator,
+) {
+    let cluster = OwnCluster::start(prefix).await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let operator = cluster.start_operator("flux-system", &[]).await;
+    cluster.apply(&instance_yaml("flux-system", &spec(range, "")));
+    wait_for_instance(&api, 2 * MINUTE, &format!("{revision} to be Ready"), |i| {
+        is_ready_at(i, revision)
+    })
+    .await;
+    (cluster, client, api, operator)
 }
 
 #[tokio::test]
@@ -721,17 +723,7 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
 #[tokio::test]
 async fn killing_the_leader_mid_upgrade_hands_over_to_the_standby_which_converges() {
     let _one_cluster_at_a_time = exclusive().await;
-    let cluster = OwnCluster::start("failover").await;
-    let client = cluster.client().await;
-    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
-    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-
-    let mut leader = cluster.start_operator("flux-system", &[]).await;
-    cluster.apply(&instance_yaml("flux-system", &spec("2.8.x", "")));
-    wait_for_instance(&api, 2 * MINUTE, "2.8.8 to be Ready", |i| {
-        is_ready_at(i, "v2.8.8@")
-    })
-    .await;
+    let (cluster, client, api, mut leader) = installed("failover", "2.8.x", "v2.8.8@").await;
     let holder = || {
         cluster
             .kubectl_ok(&[
@@ -794,16 +786,7 @@ async fn killing_the_leader_mid_upgrade_hands_over_to_the_standby_which_converge
 #[tokio::test]
 async fn an_immutable_field_change_is_refused_until_force_is_requested() {
     let _one_cluster_at_a_time = exclusive().await;
-    let cluster = OwnCluster::start("immutable").await;
-    let client = cluster.client().await;
-    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
-    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-    let _operator = cluster.start_operator("flux-system", &[]).await;
-    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
-    wait_for_instance(&api, 2 * MINUTE, "Flux to be Ready", |i| {
-        is_ready_at(i, "v2.9.4@")
-    })
-    .await;
+    let (cluster, client, api, _operator) = installed("immutable", "2.9.x", "v2.9.4@").await;
     let uid = deployment_states(&client).await["helm-controller"]
         .0
         .clone();
@@ -863,16 +846,7 @@ async fn an_immutable_field_change_is_refused_until_force_is_requested() {
 #[tokio::test]
 async fn a_new_spec_interrupts_a_health_wait_that_would_not_end() {
     let _one_cluster_at_a_time = exclusive().await;
-    let cluster = OwnCluster::start("canceled").await;
-    let client = cluster.client().await;
-    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
-    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-    let _operator = cluster.start_operator("flux-system", &[]).await;
-    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x", "")));
-    wait_for_instance(&api, 2 * MINUTE, "Flux to be Ready", |i| {
-        is_ready_at(i, "v2.9.4@")
-    })
-    .await;
+    let (cluster, _client, api, _operator) = installed("canceled", "2.9.x", "v2.9.4@").await;
 
     // A spec whose source-controller can be scheduled nowhere: the health wait (5m by default)
     // would not end.

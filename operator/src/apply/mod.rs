@@ -10,7 +10,7 @@ pub mod object;
 pub mod ownership;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     sync::Mutex,
     time::{Duration, Instant},
@@ -91,6 +91,9 @@ impl fmt::Display for Action {
 pub struct Applied {
     pub id: ObjectId,
     pub action: Action,
+    /// The stored object when the apply found nothing to change: still current, so a
+    /// health check right after need not read it again.
+    pub live: Option<Value>,
 }
 
 /// The outcome of applying a set of objects.
@@ -240,6 +243,7 @@ impl Applier {
                 return Ok(Applied {
                     id,
                     action: Action::Created,
+                    live: None,
                 });
             }
             other => other?,
@@ -255,6 +259,7 @@ impl Applier {
             return Ok(Applied {
                 id,
                 action: Action::Created,
+                live: None,
             });
         };
         let live = serde_json::to_value(live).unwrap_or_default();
@@ -271,6 +276,7 @@ impl Applier {
                     return Ok(Applied {
                         id,
                         action: Action::Recreated,
+                        live: None,
                     });
                 }
                 if !options.recreate_immutable {
@@ -283,6 +289,7 @@ impl Applier {
                 return Ok(Applied {
                     id,
                     action: Action::Recreated,
+                    live: None,
                 });
             }
             Err(source) => return Err(failed(source)),
@@ -292,6 +299,7 @@ impl Applier {
             return Ok(Applied {
                 id,
                 action: Action::Unchanged,
+                live: Some(live),
             });
         }
         if !options.dry_run {
@@ -309,6 +317,7 @@ impl Applier {
         Ok(Applied {
             id,
             action: Action::Configured(fields),
+            live: None,
         })
     }
 
@@ -457,15 +466,28 @@ impl Applier {
     }
 
     /// Waits until every object is healthy, one of them fails, the timeout passes or
-    /// `canceled()` says to stop. Objects already healthy are not checked again.
+    /// `canceled()` says to stop. Objects already healthy are not checked again, nor are
+    /// those whose current state is `known` (read moments ago) and healthy.
     pub async fn wait_healthy(
         &self,
         objects: &[(ObjectId, String)],
+        known: &BTreeMap<ObjectId, Value>,
         timeout: Duration,
         canceled: &(dyn Fn() -> bool + Sync),
     ) -> Result<HealthOutcome, Error> {
         let deadline = Instant::now() + timeout;
-        let mut pending: Vec<(ObjectId, String)> = objects.to_vec();
+        let mut pending: Vec<(ObjectId, String)> = objects
+            .iter()
+            .filter(|(id, _)| {
+                !known
+                    .get(id)
+                    .is_some_and(|live| health::evaluate(live).is_current())
+            })
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return Ok(HealthOutcome::Healthy);
+        }
         let mut interval = Duration::from_millis(250);
         loop {
             let checked = self.health(&pending).await?;

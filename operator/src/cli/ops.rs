@@ -326,11 +326,7 @@ fn stats_table(spec: &api::FluxReportSpec) -> String {
 }
 
 async fn observe(client: &Client, namespace: &str) -> Result<report::Observed, Error> {
-    let versions = match crate::bundle::embedded::bundle() {
-        Some(Ok((_, bundle))) => collect::versions_by_source_tag(bundle),
-        _ => BTreeMap::new(),
-    };
-    collect::observe(client, namespace, None, versions)
+    collect::observe(client, namespace, None, collect::embedded_versions())
         .await
         .map_err(cluster_error("listing Flux objects"))
 }

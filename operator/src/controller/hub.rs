@@ -279,6 +279,32 @@ async fn apply_member(
         .map_err(|e| describe(&e))
 }
 
+/// Applies `spec` to a member and records the outcome in its status: the digest and time
+/// when it was applied, the error when not.
+async fn apply_recorded(
+    client: &Client,
+    namespace: &str,
+    spec: &Value,
+    digest: &str,
+    record: Option<&mut FleetMemberStatus>,
+    now: Timestamp,
+    doing: &str,
+) {
+    let outcome = apply_member(client, namespace, spec, digest).await;
+    let Some(record) = record else {
+        return;
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!(member = %record.name, %digest, "{doing} the fleet's instance: done");
+            record.applied = Some(digest.to_string());
+            record.applied_at = Some(Time(now));
+            record.last_error = None;
+        }
+        Err(why) => record.last_error = Some(format!("{doing}: {why}")),
+    }
+}
+
 /// The hub's context.
 pub struct Hub {
     pub client: Client,
@@ -444,26 +470,14 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
     match &step {
         Some(Step::Apply(targets)) => {
             for target in targets {
-                let (Some(client), Some((spec_value, digest))) =
+                if let (Some(client), Some((spec_value, digest))) =
                     (clients.get(target), desired_specs.get(target))
-                else {
-                    continue;
-                };
-                let record = members.get_mut(target);
-                match apply_member(client, &namespace, spec_value, digest).await {
-                    Ok(()) => {
-                        tracing::info!(fleet = %name, member = %target, %digest, "applied the fleet's instance");
-                        if let Some(record) = record {
-                            record.applied = Some(digest.clone());
-                            record.applied_at = Some(Time(now));
-                            record.last_error = None;
-                        }
-                    }
-                    Err(why) => {
-                        if let Some(record) = record {
-                            record.last_error = Some(format!("applying: {why}"));
-                        }
-                    }
+                {
+                    let record = members.get_mut(target);
+                    apply_recorded(
+                        client, &namespace, spec_value, digest, record, now, "applying",
+                    )
+                    .await;
                 }
             }
         }
@@ -474,20 +488,23 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
         }) => {
             tracing::warn!(fleet = %name, %wave, %why, "wave failed; rolling it back");
             for target in targets {
-                let previous_template = status.last_rolled_out.clone();
-                let (Some(client), Some(template)) = (clients.get(target), previous_template)
-                else {
-                    continue;
-                };
-                if let Ok((spec_value, digest)) = desired(&template, overrides.get(target)) {
-                    let outcome = apply_member(client, &namespace, &spec_value, &digest).await;
-                    if let Some(record) = members.get_mut(target) {
-                        record.applied = Some(digest);
-                        record.applied_at = Some(Time(now));
-                        if let Err(why) = outcome {
-                            record.last_error = Some(format!("rolling back: {why}"));
-                        }
-                    }
+                let previous = status
+                    .last_rolled_out
+                    .as_ref()
+                    .and_then(|template| desired(template, overrides.get(target)).ok());
+                if let (Some(client), Some((spec_value, digest))) = (clients.get(target), previous)
+                {
+                    let record = members.get_mut(target);
+                    apply_recorded(
+                        client,
+                        &namespace,
+                        &spec_value,
+                        &digest,
+                        record,
+                        now,
+                        "rolling back",
+                    )
+                    .await;
                 }
             }
             status.failed_generation = generation;

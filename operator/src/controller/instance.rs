@@ -445,6 +445,33 @@ fn has_work(instance: &FluxInstance, revision: &str) -> bool {
             .is_none_or(|c| c.observed_generation != instance.metadata.generation)
 }
 
+/// Replaces the instance's status.
+async fn write_status(
+    ctx: &Context,
+    instance: &FluxInstance,
+    status: &FluxInstanceStatus,
+) -> Result<(), Error> {
+    let namespace = instance.namespace().unwrap_or_default();
+    let name = instance.name_any();
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    Api::<FluxInstance>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &params,
+            &Patch::Merge(&serde_json::json!({ "status": status })),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status {
+            namespace,
+            name,
+            source,
+        })
+}
+
 /// Says in the status that `revision` is being applied (`Reconciling=True`, `Ready=Unknown`),
 /// so that a long health wait is visible. Best effort: the outcome is written afterwards.
 async fn mark_progressing(ctx: &Context, instance: &FluxInstance, revision: &str) {
@@ -474,19 +501,7 @@ async fn mark_progressing(ctx: &Context, instance: &FluxInstance, revision: &str
     conditions::remove(&mut list, condition::STALLED);
     status.conditions = Some(list);
     status.last_attempted_revision = Some(revision.to_string());
-    let api = Api::<FluxInstance>::namespaced(
-        ctx.client.clone(),
-        &instance.namespace().unwrap_or_default(),
-    );
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let patch = serde_json::json!({ "status": status });
-    if let Err(error) = api
-        .patch_status(&instance.name_any(), &params, &Patch::Merge(&patch))
-        .await
-    {
+    if let Err(error) = write_status(ctx, instance, &status).await {
         tracing::warn!(%error, "writing the progress status failed");
     }
 }
@@ -769,12 +784,16 @@ async fn run_stages(
         .unwrap_or(FluxInstance::DEFAULT_RECONCILE_TIMEOUT);
     let canceled = || ctx.newer_request(instance);
     let recreate = force_requested(instance);
-    let plan = |objects| lifecycle::Plan {
+    let plan = |objects, new_revision| lifecycle::Plan {
         instance,
         objects,
         recreate,
         timeout,
         canceled: &canceled,
+        new_revision,
+    };
+    let is_new = |rendered: &Rendered| {
+        status.last_applied_revision.as_deref() != Some(rendered.revision.as_str())
     };
 
     // After a rollback, keep the restored version until something changes.
@@ -785,8 +804,12 @@ async fn run_stages(
             Ok(restored) => restored,
             Err(failure) => return failed(failure),
         };
-        return match lifecycle::converge(&ctx.applier, &plan(&restored.objects), previous_inventory)
-            .await
+        return match lifecycle::converge(
+            &ctx.applier,
+            &plan(&restored.objects, is_new(&restored)),
+            previous_inventory,
+        )
+        .await
         {
             Ok(
                 Converged::Healthy(report)
@@ -810,29 +833,33 @@ async fn run_stages(
     }
     let attempted = Installed::of(&rendered, &selection.version);
     let tried = union(previous_inventory, &attempted.inventory);
-    let (report, why) =
-        match lifecycle::converge(&ctx.applier, &plan(&rendered.objects), previous_inventory).await
-        {
-            Err(stop) => {
-                return Outcome::Failed {
-                    failure: stop_failure(stop),
-                    attempted: Some(rendered.revision),
-                    inventory: Some(tried),
-                };
-            }
-            Ok(Converged::Healthy(report)) => {
-                return Outcome::Applied {
-                    installed: attempted,
-                    report,
-                };
-            }
-            Ok(Converged::Canceled(_)) => {
-                return Outcome::Canceled {
-                    attempted: rendered.revision,
-                };
-            }
-            Ok(Converged::Unhealthy { report, why }) => (report, why),
-        };
+    let (report, why) = match lifecycle::converge(
+        &ctx.applier,
+        &plan(&rendered.objects, is_new(&rendered)),
+        previous_inventory,
+    )
+    .await
+    {
+        Err(stop) => {
+            return Outcome::Failed {
+                failure: stop_failure(stop),
+                attempted: Some(rendered.revision),
+                inventory: Some(tried),
+            };
+        }
+        Ok(Converged::Healthy(report)) => {
+            return Outcome::Applied {
+                installed: attempted,
+                report,
+            };
+        }
+        Ok(Converged::Canceled(_)) => {
+            return Outcome::Canceled {
+                attempted: rendered.revision,
+            };
+        }
+        Ok(Converged::Unhealthy { report, why }) => (report, why),
+    };
     tracing::warn!(revision = %rendered.revision, %why, changes = %report.summary(), "new revision is not healthy");
     let unhealthy = |message: String| Outcome::Failed {
         failure: Failure::retry(reason::RECONCILIATION_FAILED, message),
@@ -857,7 +884,13 @@ async fn run_stages(
         }
     };
     tracing::warn!(to = %restored.revision, "rolling back");
-    match lifecycle::converge(&ctx.applier, &plan(&restored.objects), Some(&tried)).await {
+    match lifecycle::converge(
+        &ctx.applier,
+        &plan(&restored.objects, is_new(&restored)),
+        Some(&tried),
+    )
+    .await
+    {
         Ok(Converged::Healthy(report)) => Outcome::RolledBack {
             attempted: rendered.revision.clone(),
             why,
@@ -934,19 +967,7 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
     let status = next_status(&instance, digest.as_deref(), &outcome, Timestamp::now());
     let changed = progress_written || instance.status.as_ref() != Some(&status);
     if changed {
-        let api = Api::<FluxInstance>::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({ "status": status });
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        api.patch_status(&name, &params, &Patch::Merge(&patch))
-            .await
-            .map_err(|source| Error::Status {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                source,
-            })?;
+        write_status(ctx, &instance, &status).await?;
     }
     publish_events(&instance, ctx, &outcome, changed, newer.as_ref()).await;
     let objects_changed = match &outcome {
@@ -1211,6 +1232,7 @@ mod tests {
                     name: format!("d{i}"),
                 },
                 action: apply::Action::Created,
+                live: None,
             })
             .collect();
         Outcome::Applied {

@@ -86,6 +86,10 @@ pub struct Plan<'a> {
     pub recreate: bool,
     pub timeout: Duration,
     pub canceled: &'a (dyn Fn() -> bool + Sync),
+    /// The objects are another revision than the applied one. When not, the CRDs are the
+    /// installed ones: their stored versions need no check, and migration runs only if an
+    /// apply changed a CRD (someone edited it).
+    pub new_revision: bool,
 }
 
 /// Flux's own custom resources (the sync source and Kustomization): their readiness depends
@@ -189,7 +193,11 @@ pub async fn converge(
     let started = Instant::now();
     let spec = &plan.instance.spec;
     let mut report = Report {
-        migrated: check_stored_versions(applier, plan.objects, spec.migrate_resources()).await?,
+        migrated: if plan.new_revision {
+            check_stored_versions(applier, plan.objects, spec.migrate_resources()).await?
+        } else {
+            Vec::new()
+        },
         ..Report::default()
     };
     let options = Options {
@@ -201,6 +209,13 @@ pub async fn converge(
         .instrument(tracing::info_span!("apply", objects = plan.objects.len()))
         .await
         .map_err(Stop::Apply)?;
+    // What the apply just read of unchanged objects; taken out so the report stays small.
+    let known: std::collections::BTreeMap<ObjectId, Value> = report
+        .changes
+        .entries
+        .iter_mut()
+        .filter_map(|e| Some((e.id.clone(), e.live.take()?)))
+        .collect();
     if spec.wait() {
         let checked: Vec<(ObjectId, String)> = plan
             .objects
@@ -209,7 +224,7 @@ pub async fn converge(
             .filter(|(id, _)| is_health_checked(id) && !is_flux_custom_resource(id))
             .collect();
         match applier
-            .wait_healthy(&checked, plan.timeout, plan.canceled)
+            .wait_healthy(&checked, &known, plan.timeout, plan.canceled)
             .instrument(tracing::info_span!("wait", objects = checked.len()))
             .await
             .map_err(Stop::Apply)?
@@ -241,7 +256,8 @@ pub async fn converge(
             .await
             .map_err(Stop::Apply)?;
     }
-    if spec.migrate_resources() {
+    let crd_changed = report.changes.changed().any(|e| e.id.is_crd());
+    if spec.migrate_resources() && (plan.new_revision || crd_changed) {
         let span = tracing::info_span!("migrate");
         for (id, _) in plan.objects.iter().filter_map(ObjectId::of) {
             if id.is_crd()

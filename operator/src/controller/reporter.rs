@@ -17,14 +17,14 @@ use crate::{
         FluxReport, FluxReportSpec, SINGLETON_NAME,
         constants::{FIELD_MANAGER, annotation, condition},
     },
-    bundle::embedded,
     report::{self, collect},
     telemetry::ResourceLabels,
 };
 
-/// Computes the report, records the metrics, and writes what changed.
+/// Computes the report, records the metrics, and writes what changed. Returns the
+/// report's own `reconcileEvery` annotation, if it has one.
 #[tracing::instrument(name = "report", skip_all)]
-pub async fn refresh(ctx: &Context) -> Result<FluxReportSpec, kube::Error> {
+pub async fn refresh(ctx: &Context) -> Result<Option<Duration>, kube::Error> {
     let started = std::time::Instant::now();
     let sync = ctx.instances.get().and_then(|store| {
         store
@@ -36,11 +36,13 @@ pub async fn refresh(ctx: &Context) -> Result<FluxReportSpec, kube::Error> {
                 Some(sync.name.clone().unwrap_or_else(|| ctx.namespace.clone()))
             })
     });
-    let versions = match embedded::bundle() {
-        Some(Ok((_, bundle))) => collect::versions_by_source_tag(bundle),
-        _ => Default::default(),
-    };
-    let observed = collect::observe(&ctx.client, &ctx.namespace, sync.as_deref(), versions).await?;
+    let observed = collect::observe(
+        &ctx.client,
+        &ctx.namespace,
+        sync.as_deref(),
+        collect::embedded_versions(),
+    )
+    .await?;
     let spec = report::spec(&observed);
     ctx.metrics.resources.clear();
     for (_, kind, objects) in &observed.reconcilers {
@@ -62,13 +64,19 @@ pub async fn refresh(ctx: &Context) -> Result<FluxReportSpec, kube::Error> {
     let elapsed = started.elapsed();
     ctx.metrics.report_duration.observe(elapsed.as_secs_f64());
     tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "report computed");
-    write(ctx, &spec).await?;
-    Ok(spec)
+    write(ctx, &spec).await
 }
 
-async fn write(ctx: &Context, spec: &FluxReportSpec) -> Result<(), kube::Error> {
+/// Writes the spec and the Ready condition where they changed; returns the report's
+/// `reconcileEvery` annotation.
+async fn write(ctx: &Context, spec: &FluxReportSpec) -> Result<Option<Duration>, kube::Error> {
     let api = Api::<FluxReport>::namespaced(ctx.client.clone(), &ctx.namespace);
     let existing = api.get_opt(SINGLETON_NAME).await?;
+    let every = existing.as_ref().and_then(|r| {
+        r.annotations()
+            .get(annotation::RECONCILE_EVERY)
+            .and_then(|v| crate::api::duration::parse(v).ok())
+    });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     if existing.as_ref().map(|r| &r.spec) != Some(spec) {
         let report = serde_json::json!({
@@ -102,32 +110,21 @@ async fn write(ctx: &Context, spec: &FluxReportSpec) -> Result<(), kube::Error> 
         api.patch_status(SINGLETON_NAME, &params, &Patch::Apply(&patch))
             .await?;
     }
-    Ok(())
-}
-
-/// How often to report: the report's `reconcileEvery` annotation, else the flag.
-async fn interval(ctx: &Context, default: Duration) -> Duration {
-    let api = Api::<FluxReport>::namespaced(ctx.client.clone(), &ctx.namespace);
-    api.get_opt(SINGLETON_NAME)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|r| {
-            r.annotations()
-                .get(annotation::RECONCILE_EVERY)
-                .and_then(|v| crate::api::duration::parse(v).ok())
-        })
-        .unwrap_or(default)
+    Ok(every)
 }
 
 /// Reports on the interval and whenever `poke` is notified, until the task is dropped.
 pub async fn run(ctx: Arc<Context>, default_interval: Duration, poke: Arc<Notify>) {
     loop {
-        if let Err(error) = refresh(&ctx).await {
-            tracing::warn!(%error, "reporting failed");
-            ctx.metrics.watch_errors.inc();
-        }
-        let wait = interval(&ctx, default_interval).await;
+        // The report's `reconcileEvery` annotation wins over the flag.
+        let wait = match refresh(&ctx).await {
+            Ok(every) => every.unwrap_or(default_interval),
+            Err(error) => {
+                tracing::warn!(%error, "reporting failed");
+                ctx.metrics.watch_errors.inc();
+                default_interval
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = poke.notified() => {}

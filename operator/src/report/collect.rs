@@ -39,6 +39,17 @@ pub fn versions_by_source_tag(bundle: &Bundle) -> BTreeMap<String, String> {
     versions
 }
 
+/// [`versions_by_source_tag`] of the bundle embedded in fluxop, computed once.
+pub fn embedded_versions() -> BTreeMap<String, String> {
+    static VERSIONS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    VERSIONS
+        .get_or_init(|| match crate::bundle::embedded::bundle() {
+            Some(Ok((_, bundle))) => versions_by_source_tag(bundle),
+            _ => BTreeMap::new(),
+        })
+        .clone()
+}
+
 /// Every page of a list, item by item, keeping only what `keep` returns.
 async fn list_all<K, T>(
     api: &Api<K>,
