@@ -6,6 +6,8 @@
 #   hack/bench.sh lifecycle  install, upgrade, drift revert, uninstall on a local cluster; peak RSS
 #   hack/bench.sh report     the FluxReport with 10,000 Flux objects: computation time, fluxop's RSS
 #   hack/bench.sh fleet      fleet convergence with 1, 3 and 5 member clusters
+#   hack/bench.sh pods       the lifecycle with real pods (fluxop in the cluster) next to kwok;
+#                            fluxop's pod memory from its cgroup (needs root)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -24,7 +26,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -42,4 +44,14 @@ if [ "$which" = all ] || [ "$which" = fleet ]; then
   FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
   log "fleet convergence with 1, 3 and 5 members (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench fleet
+fi
+if [ "$which" = all ] || [ "$which" = pods ]; then
+  export FLUXOP_E2E_REGISTRY FLUXOP_E2E_REAL_BUNDLE FLUXOP_E2E_FLUXOP_IMAGE
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  hack/testbed-build.sh node >/dev/null
+  FLUXOP_E2E_REAL_BUNDLE="$(hack/flux-images.sh --push "$FLUXOP_E2E_REGISTRY" \
+    --bundle "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-bundle" v2.9.4 v2.8.8:source-controller | tail -n 1)"
+  FLUXOP_E2E_FLUXOP_IMAGE="$(hack/fluxop-image.sh --push "$FLUXOP_E2E_REGISTRY/fluxop/fluxop:bench" --insecure | tail -n 1)"
+  log "lifecycle with real pods and on kwok nodes (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench pods
 fi

@@ -1,31 +1,67 @@
 #!/usr/bin/env bash
 # Starts a local Kubernetes cluster on 127.0.0.1: etcd, kube-apiserver (RBAC and the
-# default admission chain on), kube-controller-manager, kube-scheduler and kwok with a few
-# fake nodes that run Pods as Running/Ready. Every port is chosen at run time, so several
-# clusters can run side by side.
+# default admission chain on), kube-controller-manager, kube-scheduler, kwok with a few
+# fake nodes that run Pods as Running/Ready without running anything, and optionally real
+# nodes that run containers. Every port is chosen at run time, so several clusters can run
+# side by side.
 #
-#   hack/cluster-up.sh [NAME] [NODES]     (defaults: NAME=default, NODES=3)
+#   hack/cluster-up.sh [NAME] [NODES] [--real-nodes N] [--registry 127.0.0.1:PORT]...
+#       NAME          default: default
+#       NODES         kwok nodes (label type=kwok), default 3, or 0 with --real-nodes
+#       --real-nodes  N real nodes (label type=real): containerd, kubelet and kube-proxy in
+#                     a network namespace each, pods on a CNI bridge, CoreDNS as a pod;
+#                     needs root. Next to real nodes, kwok nodes carry the taint
+#                     kwok.x-k8s.io/node=fake:NoSchedule, so only pods that tolerate it
+#                     land on them. See hack/node.sh for the network.
+#       --registry    a registry on loopback that pods and the nodes' containerd reach at
+#                     GATEWAY:PORT (and containerd also under its loopback name)
 #
 # Writes STATE/clusters/NAME/kubeconfig and STATE/clusters/NAME/env (KUBECONFIG, API
-# server URL, ports) and prints the kubeconfig path. Stop it with hack/cluster-down.sh NAME.
+# server URL, ports; FLUXOP_CLUSTER_GATEWAY with real nodes) and prints the kubeconfig
+# path. Stop it with hack/cluster-down.sh NAME: that leaves nothing behind.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/node.sh"
 
-NAME="${1:-default}"
-NODES="${2:-3}"
+NAME=default NODES="" REAL_NODES=0 REGISTRIES=()
+positional=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --real-nodes) REAL_NODES="${2:?--real-nodes needs a number}"; shift 2 ;;
+    --registry) REGISTRIES+=("${2:?--registry needs HOST:PORT}"); shift 2 ;;
+    -*) die "unknown option $1 (see the header of $0)" ;;
+    *) positional+=("$1"); shift ;;
+  esac
+done
+NAME="${positional[0]:-default}"
+NODES="${positional[1]:-}"
+[ -n "$NODES" ] || { if [ "$REAL_NODES" -gt 0 ]; then NODES=0; else NODES=3; fi; }
 STATE="$STATE_ROOT/clusters/$NAME"
 BIN="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)"
 STAGES="$(dirname "$BIN")/stages"
+if [ "$REAL_NODES" -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "--real-nodes needs root: network namespaces, mounts and cgroups"
+  node_packages
+  NODE_BIN="$("$REPO_ROOT/hack/testbed-build.sh" node | tail -n 1)"
+  NODE_IMAGES="$(dirname "$NODE_BIN")/images"
+fi
 
 if [ -f "$STATE/env" ] && daemon_alive "$STATE" kube-apiserver; then
   log "cluster $NAME is already running"
   echo "$STATE/kubeconfig"
   exit 0
 fi
-stop_daemons "$STATE"
-rm -rf "$STATE"
+"$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null 2>&1 || true
 mkdir -p "$STATE/pki" "$STATE/etcd" "$STATE/logs"
 PKI="$STATE/pki"
+# A failed start leaves nothing running.
+trap '[ $? = 0 ] || "$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null 2>&1 || true' EXIT
+GATEWAY=""
+if [ "$REAL_NODES" -gt 0 ]; then
+  SLOT=$(slot_allocate "$NAME")
+  echo "$SLOT" > "$STATE/slot"
+  GATEWAY=$(gateway_of "$SLOT")
+fi
 
 read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT <<<"$(free_ports 6)"
 
@@ -37,6 +73,7 @@ ossl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key"
 ossl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
 # issue NAME SUBJECT EXTENSIONS
 issue() {
+  mkdir -p "$(dirname "$PKI/$1")"
   ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
     -keyout "$PKI/$1.key" -out "$PKI/$1.csr"
   printf '%s\n' "$3" > "$PKI/$1.ext"
@@ -44,14 +81,17 @@ issue() {
     -days 3650 -extfile "$PKI/$1.ext" -out "$PKI/$1.crt"
 }
 issue apiserver "/CN=kube-apiserver" \
-  "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+  "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,${GATEWAY:+IP:$GATEWAY,}DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth"
 issue admin "/O=system:masters/CN=fluxop-testbed-admin" "extendedKeyUsage=clientAuth"
 issue controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
 issue scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+# How the API server authenticates to kubelets (logs, exec, port-forward).
+issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
 
 SERVER="https://127.0.0.1:$API_PORT"
-# kubeconfig FILE USER: a kubeconfig with embedded certificates, so it can be copied anywhere.
+# kubeconfig FILE USER [SERVER]: a kubeconfig with embedded certificates, so it can be
+# copied anywhere.
 kubeconfig() {
   b64() { base64 -w0 < "$1"; }
   cat > "$1" <<KC
@@ -60,16 +100,16 @@ kind: Config
 clusters:
 - name: fluxop-$NAME
   cluster:
-    server: $SERVER
+    server: ${3:-$SERVER}
     certificate-authority-data: $(b64 "$PKI/ca.crt")
 users:
-- name: $2
+- name: ${2##*/}
   user:
     client-certificate-data: $(b64 "$PKI/$2.crt")
     client-key-data: $(b64 "$PKI/$2.key")
 contexts:
 - name: fluxop-$NAME
-  context: {cluster: fluxop-$NAME, user: $2}
+  context: {cluster: fluxop-$NAME, user: ${2##*/}}
 current-context: fluxop-$NAME
 KC
 }
@@ -98,6 +138,8 @@ start_daemon "$STATE" kube-apiserver "$BIN/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-cluster-ip-range 10.96.0.0/16 \
   --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+  --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
   --allow-privileged=true
 curl_api() { curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$SERVER$1"; }
 wait_for 120 "kube-apiserver on :$API_PORT" curl_api /readyz \
@@ -136,6 +178,8 @@ metadata:
   annotations:
     kwok.x-k8s.io/node: fake
     node.alpha.kubernetes.io/ttl: "0"
+$( [ "$REAL_NODES" = 0 ] || printf '%s' 'spec:
+  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]' )
   labels:
     kubernetes.io/hostname: kwok-node-$i
     kubernetes.io/os: linux
@@ -146,11 +190,43 @@ status:
   capacity: {cpu: "32", memory: 256Gi, pods: "110"}
 NODE
 done > "$STATE/nodes.yaml"
-"${KUBECTL[@]}" apply -f "$STATE/nodes.yaml" >/dev/null
-wait_for 120 "$NODES kwok nodes Ready" "${KUBECTL[@]}" wait --for=condition=Ready node --all --timeout=2s \
-  || { tail -n 30 "$STATE/logs/kwok.log" >&2; exit 1; }
+if [ "$NODES" -gt 0 ]; then
+  "${KUBECTL[@]}" apply -f "$STATE/nodes.yaml" >/dev/null
+  wait_for 120 "$NODES kwok nodes Ready" "${KUBECTL[@]}" wait --for=condition=Ready node -l type=kwok --timeout=2s \
+    || { tail -n 30 "$STATE/logs/kwok.log" >&2; exit 1; }
+fi
 # Pods need the default ServiceAccount, which the controller-manager creates.
 wait_for 60 "the default ServiceAccount" "${KUBECTL[@]}" get serviceaccount default -n default
+
+if [ "$REAL_NODES" -gt 0 ]; then
+  net_up "$SLOT"
+  forward "$STATE" apiserver "$API_PORT" "$SLOT"
+  for registry in "${REGISTRIES[@]}"; do forward "$STATE" "registry-${registry##*:}" "${registry##*:}" "$SLOT"; done
+  # Pods reach the API server through the `kubernetes` Service: its endpoint is the gateway.
+  "${KUBECTL[@]}" apply --server-side --field-manager fluxop-testbed -f - >/dev/null <<YAML
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes
+  namespace: default
+  labels:
+    kubernetes.io/service-name: kubernetes
+    endpointslice.kubernetes.io/managed-by: fluxop-testbed
+addressType: IPv4
+endpoints: [{addresses: ["$GATEWAY"], conditions: {ready: true}}]
+ports: [{name: https, port: $API_PORT, protocol: TCP}]
+YAML
+  for i in $(seq 0 $(( REAL_NODES - 1 ))); do
+    node_up "$STATE" "$NAME" "$SLOT" "$i" "$NAME-node-$i" "$API_PORT" "${REGISTRIES[@]}" \
+      || die "real node $i did not start (logs in $STATE/nodes/$i/logs)"
+  done
+  wait_for 120 "$REAL_NODES real nodes Ready" "${KUBECTL[@]}" wait --for=condition=Ready node -l type=real --timeout=2s \
+    || { tail -n 30 "$STATE/nodes/0/logs/kubelet.log" >&2; exit 1; }
+  sed -e "s#COREDNS_IMAGE#$(cat "$NODE_IMAGES/../coredns-image")#" "$REPO_ROOT/hack/coredns.yaml" \
+    | "${KUBECTL[@]}" apply --server-side --field-manager fluxop-testbed -f - >/dev/null
+  wait_for 180 "CoreDNS Available" "${KUBECTL[@]}" -n kube-system wait --for=condition=Available deployment/coredns --timeout=2s \
+    || { "${KUBECTL[@]}" -n kube-system describe pods -l k8s-app=kube-dns >&2; tail -n 30 "$STATE/nodes/0/logs/kubelet.log" >&2; exit 1; }
+fi
 
 cat > "$STATE/env" <<ENV
 KUBECONFIG=$STATE/kubeconfig
@@ -158,6 +234,8 @@ FLUXOP_CLUSTER_NAME=$NAME
 FLUXOP_CLUSTER_SERVER=$SERVER
 FLUXOP_CLUSTER_ETCD=http://127.0.0.1:$ETCD_PORT
 FLUXOP_CLUSTER_BIN=$BIN
+FLUXOP_CLUSTER_REAL_NODES=$REAL_NODES
+FLUXOP_CLUSTER_GATEWAY=$GATEWAY
 ENV
-log "cluster $NAME is up at $SERVER with $NODES kwok nodes (state in $STATE)"
+log "cluster $NAME is up at $SERVER with $NODES kwok and $REAL_NODES real nodes (state in $STATE)"
 echo "$STATE/kubeconfig"

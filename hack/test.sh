@@ -3,8 +3,11 @@
 #   1. builds (or reuses) the test bed binaries: hack/testbed-build.sh
 #   2. cargo fmt --check and clippy -D warnings
 #   3. unit tests (pure, no cluster)
-#   4. starts a throwaway cluster and registry on 127.0.0.1 and runs the end-to-end tests
-#      against them; both are stopped and removed afterwards, their logs kept in
+#   4. builds (or reuses) the Flux controller images the real-node tests install
+#      (hack/flux-images.sh) and fluxop's own image (hack/fluxop-image.sh)
+#   5. starts a throwaway registry and cluster on 127.0.0.1, pushes those images, and runs
+#      the end-to-end tests against them (tests that run pods start clusters of their own
+#      with a real node); everything is stopped and removed afterwards, logs kept in
 #      target/testbed-logs/ when a test fails.
 # Set FLUXOP_TEST_KEEP=1 to leave the cluster and registry running for a look afterwards.
 set -euo pipefail
@@ -16,7 +19,11 @@ step() { log "== $* (+$(( $(date +%s) - started ))s)"; }
 
 step "test bed binaries"
 BIN="$(hack/testbed-build.sh | tail -n 1)"
+NODE_BIN="$(hack/testbed-build.sh node | tail -n 1)"
 COSIGN_BIN="$(hack/testbed-build.sh cosign | tail -n 1)"
+HELM_BIN="$(hack/testbed-build.sh helm | tail -n 1)"
+# Clusters left by a run that was killed (their API server is gone) are removed first.
+hack/cluster-down.sh --stale >/dev/null 2>&1 || true
 
 step "vendor the Flux releases into manifests-bundle/"
 hack/vendor-flux.sh
@@ -30,6 +37,13 @@ cargo build --workspace --all-targets --locked
 
 step "unit tests"
 cargo test -p fluxop --locked
+
+# The releases the real-node tests install, and which of their controllers: 2.9.4 (the
+# default set) and 2.8.8's source-controller, the one controller of an older release whose
+# source the Go module proxy serves (see hack/flux-images.sh): the real-pod upgrade.
+FLUX_RELEASES=(v2.9.4 v2.8.8:source-controller)
+step "Flux controller images"
+hack/flux-images.sh "${FLUX_RELEASES[@]}" >/dev/null
 
 NAME="test-$$"
 cleanup() {
@@ -50,11 +64,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "local cluster and registry"
-KUBECONFIG_PATH="$(hack/cluster-up.sh "$NAME")"
+step "local registry and cluster"
 REGISTRY="$(hack/registry-up.sh "$NAME")"
+KUBECONFIG_PATH="$(hack/cluster-up.sh "$NAME")"
+
+step "images in the registry"
+TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+REAL_BUNDLE="$(hack/flux-images.sh --push "$REGISTRY" --bundle "$TARGET/testbed-bundle" "${FLUX_RELEASES[@]}" | tail -n 1)"
+FLUXOP_IMAGE="$(hack/fluxop-image.sh --debug --push "$REGISTRY/fluxop/fluxop:dev" --insecure | tail -n 1)"
+# A small image for apps that Flux deploys in the tests: the node's own pause image.
+APP_IMAGE="$REGISTRY/testbed/pause:3.10"
+"$NODE_BIN/crane" push --insecure "$(dirname "$NODE_BIN")/images/pause" "$APP_IMAGE" >/dev/null 2>&1
+
 export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl" FLUXOP_E2E_REGISTRY="$REGISTRY" \
-  FLUXOP_E2E_REGISTRY_DATA="$STATE_ROOT/registries/$NAME/data" FLUXOP_E2E_COSIGN="$COSIGN_BIN/cosign"
+  FLUXOP_E2E_REGISTRY_DATA="$STATE_ROOT/registries/$NAME/data" FLUXOP_E2E_COSIGN="$COSIGN_BIN/cosign" \
+  FLUXOP_E2E_HELM="$HELM_BIN/helm" FLUXOP_E2E_REAL_BUNDLE="$REAL_BUNDLE" FLUXOP_E2E_FLUXOP_IMAGE="$FLUXOP_IMAGE" \
+  FLUXOP_E2E_APP_IMAGE="$APP_IMAGE"
 
 step "end-to-end tests"
 cargo test -p fluxop-e2e --locked

@@ -5,12 +5,20 @@
 #   etcd (go.etcd.io/etcd/server/v3, the version Kubernetes itself requires)
 #   kwok (sigs.k8s.io/kwok), plus the kwok Stage manifests from the same module
 #   cosign (only with `hack/testbed-build.sh cosign`: interop checks of signatures)
+#   with `hack/testbed-build.sh node`, what a real node runs: kubelet and kube-proxy (the same
+#     wrapper module as the control plane), CoreDNS, crane (pushes images), and the images
+#     of the node's own pods as OCI layouts: pause (built with gcc from the pause.c that
+#     ships in the Kubernetes module) and CoreDNS
+#   helm (only with `hack/testbed-build.sh helm`: the Helm CLI, to test fluxop's chart)
 # Prints the bin directory on its last line of stdout.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 COSIGN_VERSION="${COSIGN_VERSION:-v2.6.4}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+CRANE_VERSION="${CRANE_VERSION:-v0.21.5}"
+HELM_VERSION="${HELM_VERSION:-v4.2.4}"
 CACHE="${FLUXOP_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fluxop-testbed}"
 BIN="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
 STAGES="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/stages"
@@ -87,7 +95,66 @@ build_cosign() {
   echo "$cbin"
 }
 
-if [ "${1:-}" = cosign ]; then build_cosign; exit 0; fi
+# kubelet and kube-proxy come from the control plane's wrapper module (built first).
+build_node() {
+  local node="$CACHE/node-k8s-$K8S_VERSION-coredns-$COREDNS_VERSION"
+  if [ -f "$node/bin/.complete" ]; then echo "$node/bin"; return; fi
+  local start; start=$(date +%s)
+  mkdir -p "$node/bin" "$node/images"
+  local work="$CACHE/src/k8s-$K8S_VERSION" minor="${K8S_VERSION#v1.}" vpkg ldflags=""
+  minor="${minor%%.*}"
+  for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
+    ldflags+=" -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  if [ ! -x "$node/bin/kubelet" ] || [ ! -x "$node/bin/kube-proxy" ]; then
+    log "building kubelet and kube-proxy $K8S_VERSION"
+    (cd "$work" && go get "k8s.io/kubernetes/cmd/kubelet@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-proxy@$K8S_VERSION" >&2 \
+      && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w$ldflags" -o "$node/bin/" \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy >&2)
+  fi
+  if [ ! -x "$node/bin/coredns" ]; then
+    log "building CoreDNS $COREDNS_VERSION"
+    GOBIN="$node/bin" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION" >&2
+  fi
+  if [ ! -x "$node/bin/crane" ]; then
+    log "building crane $CRANE_VERSION"
+    GOBIN="$node/bin" go install -trimpath -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" >&2
+  fi
+  if [ ! -x "$node/bin/pause" ]; then
+    # The sandbox image's program, from the Kubernetes module this test bed already built.
+    local pause_src; pause_src="$(go env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c"
+    [ -f "$pause_src" ] || (cd "$work" && go mod download "k8s.io/kubernetes@$K8S_VERSION" >&2)
+    command -v gcc >/dev/null || { log "gcc is needed to build the pause program"; exit 1; }
+    gcc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION-fluxop" -o "$node/bin/pause" "$pause_src" >&2
+  fi
+  local here; here="$(cd "$(dirname "$0")" && pwd)"
+  python3 "$here/oci-image.py" --out "$node/images/pause" --name registry.k8s.io/pause:3.10 \
+    --entrypoint /pause --user 65535:65535 "$node/bin/pause:/pause" >/dev/null
+  # CoreDNS answers for the cluster domain only and forwards nowhere (no packet leaves).
+  python3 "$here/oci-image.py" --out "$node/images/coredns" --name "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" \
+    --entrypoint /coredns --user 65532:65532 "$node/bin/coredns:/coredns" >/dev/null
+  echo "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" > "$node/coredns-image"
+  touch "$node/bin/.complete"
+  log "node binaries and images ready in $node ($(( $(date +%s) - start ))s)"
+  echo "$node/bin"
+}
+
+build_helm() {
+  local hbin="$CACHE/helm-$HELM_VERSION/bin"
+  if [ ! -x "$hbin/helm" ]; then
+    mkdir -p "$hbin"
+    log "building helm $HELM_VERSION"
+    GOBIN="$hbin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" >&2
+  fi
+  echo "$hbin"
+}
+
+case "${1:-}" in
+  cosign) build_cosign; exit 0 ;;
+  helm) build_helm; exit 0 ;;
+  node) "$0" >/dev/null; build_node; exit 0 ;;
+esac
 
 if [ -f "$BIN/.complete" ]; then echo "$BIN"; exit 0; fi
 start=$(date +%s)

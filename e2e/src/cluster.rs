@@ -32,11 +32,26 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
-    /// Starts a fresh cluster (`hack/cluster-up.sh`) with fluxop's CRDs installed.
+    /// Starts a fresh cluster (`hack/cluster-up.sh`) with kwok nodes and fluxop's CRDs
+    /// installed.
     pub async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, &[]).await
+    }
+
+    /// Starts a fresh cluster with one real node (containerd, kubelet, kube-proxy, CoreDNS)
+    /// and no kwok node, which reaches the test registry at [`Self::registry`], and fluxop's
+    /// CRDs installed.
+    pub async fn start_real(prefix: &str) -> Self {
+        let registry = crate::registry_address();
+        Self::start_with(prefix, &["--real-nodes", "1", "--registry", &registry]).await
+    }
+
+    /// Starts a fresh cluster with `hack/cluster-up.sh NAME <args>`.
+    pub async fn start_with(prefix: &str, args: &[&str]) -> Self {
         let name = format!("{prefix}-{}", std::process::id());
         let output = Command::new(repo_root().join("hack/cluster-up.sh"))
             .arg(&name)
+            .args(args)
             .output()
             .expect("hack/cluster-up.sh runs");
         assert!(
@@ -48,6 +63,30 @@ impl OwnCluster {
         let cluster = Self { name, kubeconfig };
         ensure_crds(&cluster.client().await).await;
         cluster
+    }
+
+    /// A value of the cluster's env file (`hack/cluster-up.sh` writes it).
+    fn env(&self, key: &str) -> Option<String> {
+        let path = state_root().join("clusters").join(&self.name).join("env");
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+
+    /// The address of the host bridge of a cluster with real nodes: pods, the nodes'
+    /// containerd and this machine reach the API server and the registries there.
+    pub fn gateway(&self) -> String {
+        self.env("FLUXOP_CLUSTER_GATEWAY")
+            .unwrap_or_else(|| panic!("cluster {} has no real nodes", self.name))
+    }
+
+    /// The test registry as pods (and this machine) reach it: `GATEWAY:PORT`.
+    pub fn registry(&self) -> String {
+        let address = crate::registry_address();
+        let port = address.rsplit(':').next().expect("registry port");
+        format!("{}:{port}", self.gateway())
     }
 
     pub async fn client(&self) -> Client {
@@ -163,7 +202,7 @@ impl OwnCluster {
     }
 
     /// Sum of the API server's `apiserver_request_total` for writes that were not dry runs,
-    /// leaving out leases (leader election) and events.
+    /// leaving out leases (leader election), events, and nodes and pods (their status).
     pub fn write_requests(&self) -> u64 {
         let metrics = self.kubectl_ok(&["get", "--raw", "/metrics"]);
         metrics
@@ -182,6 +221,8 @@ impl OwnCluster {
             })
             .filter(|l| !l.contains("dry_run=\"All\""))
             .filter(|l| !l.contains("resource=\"leases\"") && !l.contains("resource=\"events\""))
+            // Kubelets (and kwok) report node and pod status all the time; fluxop writes neither.
+            .filter(|l| !l.contains("resource=\"nodes\"") && !l.contains("resource=\"pods\""))
             .filter(|l| !l.contains("resource=\"tokenreviews\"") && !l.contains("accessreviews"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod fleet;
+pub mod pods;
 
 use std::{
     path::{Path, PathBuf},

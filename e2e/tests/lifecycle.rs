@@ -1,6 +1,11 @@
 //! The operator's job on a real cluster: install, stay put, correct drift, prune, upgrade with
 //! storage migration, roll back, adopt, survive a crash, uninstall. Each test has a cluster
-//! of its own (Flux's CRDs and cluster roles are cluster-wide), one at a time.
+//! of its own (Flux's CRDs and cluster roles are cluster-wide), one at a time. The install
+//! test runs the controllers on a real node; the others use kwok nodes, because they need
+//! Flux releases whose controllers the Go module proxy does not serve (2.6.4, 2.8.8: no
+//! image can be built here), or exercise the operator's logic, not the pods (adoption of
+//! upstream manifests, immutable fields, an interrupted health wait). Real pods of upgrades,
+//! rollbacks and leader hand-over are in `pods.rs`.
 //!
 //! Timings printed here (`timing: ...`) are observations for the notes, not assertions: the
 //! benchmarks are in `hack/bench.sh`.
@@ -17,7 +22,9 @@ use fluxop::{
 };
 use fluxop_e2e::{
     cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
-    eventually, registry_address, repo_root, unique_repository,
+    eventually,
+    pods::{catalog_digest, image_ids, real_bundle_dir, wait_running},
+    registry_address, repo_root, unique_repository,
 };
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::ConfigMap},
@@ -84,7 +91,12 @@ fn image_of(deployment: &Deployment) -> String {
 }
 
 fn spec(version: &str, extra: &str) -> String {
-    format!("  distribution:\n    version: \"{version}\"\n    registry: ghcr.io/fluxcd\n{extra}")
+    spec_from(version, "ghcr.io/fluxcd", extra)
+}
+
+/// A spec whose controller images come from `registry` (the test registry, for real nodes).
+fn spec_from(version: &str, registry: &str, extra: &str) -> String {
+    format!("  distribution:\n    version: \"{version}\"\n    registry: {registry}\n{extra}")
 }
 
 /// A fresh cluster (the caller holds [`exclusive`]) with fluxop running in flux-system and
@@ -116,14 +128,17 @@ async fn installed(
 async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_prunes_and_uninstalls()
  {
     let _one_cluster_at_a_time = exclusive().await;
-    let cluster = OwnCluster::start("install").await;
+    // A real node: the controllers run, from the images built here (hack/flux-images.sh).
+    let cluster = OwnCluster::start_real("install").await;
     let client = cluster.client().await;
     cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
     let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let images = format!("{}/fluxcd", cluster.registry());
+    let spec = |version: &str, extra: &str| spec_from(version, &images, extra);
 
     // A signed bundle and the public key in a Secret.
     let signer = signature::generate_key_pair(b"").expect("key pair");
-    let reference = push_bundle(&repo_root().join("manifests-bundle"), Some(&signer)).await;
+    let reference = push_bundle(&real_bundle_dir(), Some(&signer)).await;
     let key = signer
         .public_pem
         .lines()
@@ -140,13 +155,27 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         .start_operator("flux-system", &["--insecure-registry", &registry_address()])
         .await;
 
-    // Fresh install: Ready, every controller Available on the kwok nodes.
+    // Fresh install: Ready, every controller Running on the real node.
     let started = Instant::now();
     cluster.apply(&instance_yaml("flux-system", &spec("2.x", &source)));
-    let installed = wait_for_instance(&api, 2 * MINUTE, "install to be Ready", |i| {
+    let installed = wait_for_instance(&api, 5 * MINUTE, "install to be Ready", |i| {
         is_ready_at(i, "v2.9.4@")
     })
     .await;
+    for controller in [
+        "source-controller",
+        "kustomize-controller",
+        "helm-controller",
+        "notification-controller",
+    ] {
+        let pods = wait_running(&client, "flux-system", controller, 2 * MINUTE).await;
+        let digest = catalog_digest("v2.9.4", controller);
+        assert!(
+            pods.iter()
+                .all(|p| image_ids(p).iter().all(|id| id.ends_with(&digest))),
+            "{controller} does not run the image {digest}"
+        );
+    }
     println!("timing: install to Ready {:?}", started.elapsed());
     let states = deployment_states(&client).await;
     assert_eq!(
@@ -287,7 +316,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         ),
     ));
     let generation = api.get("flux").await.expect("get").metadata.generation;
-    wait_for_instance(&api, 2 * MINUTE, "the smaller set to be Ready", |i| {
+    wait_for_instance(&api, 3 * MINUTE, "the smaller set to be Ready", |i| {
         i.metadata.generation == generation && is_ready_at(i, "v2.9.4@")
     })
     .await;
@@ -349,7 +378,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
 
     // With reconciliation disabled, deleting the instance leaves Flux installed.
     cluster.apply(&instance_yaml("flux-system", &spec("2.x", &source)));
-    wait_for_instance(&api, 2 * MINUTE, "the reinstall to be Ready", |i| {
+    wait_for_instance(&api, 5 * MINUTE, "the reinstall to be Ready", |i| {
         is_ready_at(i, "v2.9.4@")
     })
     .await;

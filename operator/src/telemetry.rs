@@ -249,6 +249,8 @@ pub struct Metrics {
     pub report_duration: Histogram,
     /// Requests of the Kubernetes client.
     pub client_requests: Family<ClientRequestLabels, Counter>,
+    /// 1 while this replica leads (or runs without leader election), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -306,6 +308,12 @@ impl Metrics {
             "Requests of fluxop's Kubernetes client by method and response code",
             client_requests.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "fluxop_leader",
+            "1 while this replica leads and reconciles, 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -315,6 +323,7 @@ impl Metrics {
             instance,
             report_duration,
             client_requests,
+            leader,
         }
     }
 

@@ -60,3 +60,15 @@ pub const FINALIZER: &str = "fluxcd.controlplane.io/finalizer";
 pub const FIELD_MANAGER: &str = "fluxop";
 /// Value of [`label::MANAGED_BY`] on what fluxop renders.
 pub const MANAGED_BY_VALUE: &str = "fluxop";
+
+/// The API groups of the Flux distribution's custom resources: what the report counts. Other
+/// `*.fluxcd.io` groups (Flux v1's `helm.fluxcd.io`, add-ons like `infra.contrib.fluxcd.io`)
+/// are not Flux's to report, nor in the operator's RBAC.
+pub const FLUX_API_GROUPS: [&str; 6] = [
+    "source.toolkit.fluxcd.io",
+    "source.extensions.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "helm.toolkit.fluxcd.io",
+    "notification.toolkit.fluxcd.io",
+    "image.toolkit.fluxcd.io",
+];

@@ -32,23 +32,27 @@ mod tests {
         serde_json::to_value(crd).expect("a CRD serializes")
     }
 
+    /// `crds/` (for deploy/ and kubectl) and the chart's `crds/` (Helm installs those first).
     #[test]
     fn checked_in_crds_are_the_output_of_fluxop_crds() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-        for crd in all() {
-            let path = dir.join(file_name(&crd));
-            let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; run `cargo run -p fluxop -- crds --dir crds`",
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for relative in ["crds", "charts/fluxop/crds"] {
+            let dir = root.join(relative);
+            for crd in all() {
+                let path = dir.join(file_name(&crd));
+                let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e}; run `cargo run -p fluxop -- crds --dir {relative}`",
+                        path.display()
+                    )
+                });
+                assert_eq!(
+                    checked_in,
+                    to_yaml(&crd).expect("CRD serializes to YAML"),
+                    "{} is stale: run `cargo run -p fluxop -- crds --dir {relative}` and commit the result",
                     path.display()
-                )
-            });
-            assert_eq!(
-                checked_in,
-                to_yaml(&crd).expect("CRD serializes to YAML"),
-                "{} is stale: run `cargo run -p fluxop -- crds --dir crds` and commit the result",
-                path.display()
-            );
+                );
+            }
         }
     }
 

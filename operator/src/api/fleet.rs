@@ -8,14 +8,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// An object the API server keeps as it is (a FluxInstance spec, or part of one); fluxop
-/// checks it when it builds each member's instance.
-fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
+// FluxInstance specs (or parts of one) are kept as they are by the API server; fluxop
+// checks them when it builds each member's instance.
+use super::any_object;
 
 /// Member clusters, the instance template and the rollout waves.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -105,7 +100,7 @@ pub struct FluxFleetStatus {
     /// The template of the last rollout that reached every member: what a failed wave is
     /// rolled back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_object_option")]
+    #[schemars(schema_with = "any_object")]
     pub last_rolled_out: Option<serde_json::Value>,
     /// Set when a wave failed at this generation: the rollout stays stopped until the spec
     /// changes.
@@ -113,10 +108,6 @@ pub struct FluxFleetStatus {
     pub failed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<FleetMemberStatus>>,
-}
-
-fn any_object_option(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    any_object(generator)
 }
 
 /// What the hub knows of one member.

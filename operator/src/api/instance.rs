@@ -443,6 +443,12 @@ pub struct FluxInstanceStatus {
     /// The last reconciled revisions, most recent first (at most 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Snapshot>>,
+    /// fluxop's addition: the spec of `lastAppliedRevision` when it last became healthy. A
+    /// revision that does not become healthy is rolled back to this spec (at the version of
+    /// `lastAppliedRevision`), whether the version or the spec changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_object")]
+    pub last_applied_spec: Option<serde_json::Value>,
 }
 
 /// The image of an installed controller.

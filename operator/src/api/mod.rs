@@ -30,5 +30,14 @@ pub const SINGLETON_NAME: &str = "flux";
 /// Namespace the operator runs in when `RUNTIME_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "flux-system";
 
+/// Schema of an object the API server keeps as it is, unvalidated (a FluxInstance spec kept
+/// for later, or part of one): fluxop checks it when it reads it.
+pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
 #[cfg(test)]
 mod roundtrip_tests;

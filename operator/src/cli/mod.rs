@@ -546,10 +546,16 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             &identity,
         )
     });
+    let leader_gauge = context.metrics.leader.clone();
     let lead = async {
         if let Some(election) = &election {
+            // A standby serves metrics and is healthy: it counts as ready, so a Deployment
+            // of several replicas becomes Available (readiness gates no traffic here).
+            health.set_ready();
             election.acquire().await;
+            health.set_not_ready("FluxInstance cache not synced yet");
         }
+        leader_gauge.set(1);
         match &election {
             Some(election) => {
                 tokio::select! {

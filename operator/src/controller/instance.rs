@@ -29,7 +29,8 @@ use super::{
 };
 use crate::{
     api::{
-        ComponentImage, FluxInstance, FluxInstanceStatus, ResourceInventory, ResourceRef, Snapshot,
+        ComponentImage, FluxInstance, FluxInstanceSpec, FluxInstanceStatus, ResourceInventory,
+        ResourceRef, Snapshot,
         constants::{FIELD_MANAGER, FINALIZER, annotation, condition, reason},
     },
     apply::{self, Applier},
@@ -662,6 +663,7 @@ fn next_status(
             }
             status.last_attempted_revision = Some(installed.revision.clone());
             install(&mut status, installed);
+            status.last_applied_spec = serde_json::to_value(&instance.spec).ok();
         }
         Outcome::RolledBack {
             attempted,
@@ -725,18 +727,37 @@ fn next_status(
     status
 }
 
-/// The revision rendered for `version` of the fetched bundle.
+/// The revision rendered from `spec` for `version` of the fetched bundle.
 fn render_version(
     ctx: &Context,
     instance: &FluxInstance,
+    spec: &FluxInstanceSpec,
     fetched: &Fetched,
     version: &Version,
 ) -> Result<Rendered, Failure> {
     let namespace = instance.namespace().unwrap_or_default();
     ctx.releases
         .get_or_parse(&fetched.digest, &fetched.bundle, version)
-        .and_then(|release| crate::render::render_release(&namespace, &instance.spec, &release))
+        .and_then(|release| crate::render::render_release(&namespace, spec, &release))
         .map_err(|e| Failure::stalled(reason::BUILD_FAILED, e.to_string()))
+}
+
+/// The spec `lastAppliedRevision` was rendered from, as recorded when it became healthy;
+/// the current spec when none was recorded (a status from before fluxop recorded it) or the
+/// record does not parse.
+fn applied_spec(instance: &FluxInstance) -> FluxInstanceSpec {
+    let recorded = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_spec.clone());
+    match recorded.map(serde_json::from_value::<FluxInstanceSpec>) {
+        Some(Ok(spec)) => spec,
+        Some(Err(error)) => {
+            tracing::warn!(%error, "status.lastAppliedSpec does not parse; using the current spec");
+            instance.spec.clone()
+        }
+        None => instance.spec.clone(),
+    }
 }
 
 /// Fetch, select, render, converge; roll back a version change that does not become healthy.
@@ -767,7 +788,7 @@ async fn run_stages(
     *newer = selection.newer_outside_range.clone();
     tracing::debug!(version = %selection.version, from = %fetched.origin, "Flux version selected");
     let rendered = match tracing::info_span!("render", version = %selection.version)
-        .in_scope(|| render_version(ctx, instance, &fetched, &selection.version))
+        .in_scope(|| render_version(ctx, instance, &instance.spec, &fetched, &selection.version))
     {
         Ok(rendered) => rendered,
         Err(failure) => return failed(failure),
@@ -796,14 +817,15 @@ async fn run_stages(
         status.last_applied_revision.as_deref() != Some(rendered.revision.as_str())
     };
 
-    // After a rollback, keep the restored version until something changes.
+    // After a rollback, keep the restored revision until something changes.
     if holding_after_rollback(instance, &rendered.revision)
         && let Some(version) = previous_version.as_ref()
     {
-        let restored = match render_version(ctx, instance, &fetched, version) {
-            Ok(restored) => restored,
-            Err(failure) => return failed(failure),
-        };
+        let restored =
+            match render_version(ctx, instance, &applied_spec(instance), &fetched, version) {
+                Ok(restored) => restored,
+                Err(failure) => return failed(failure),
+            };
         return match lifecycle::converge(
             &ctx.applier,
             &plan(&restored.objects, is_new(&restored)),
@@ -866,15 +888,17 @@ async fn run_stages(
         attempted: Some(rendered.revision.clone()),
         inventory: Some(tried.clone()),
     };
-    // Only a version change is rolled back: an earlier spec is not known, an earlier
-    // version is (the bundle has it).
-    let Some(previous) = previous_version.filter(|v| *v != selection.version) else {
+    // Roll back to the last healthy revision: its version (the bundle has it) rendered from
+    // the spec it was applied with. Nothing to roll back to on a first install, or when
+    // that is what was just tried (drift of the applied revision that does not heal).
+    let Some(previous) = previous_version else {
         return unhealthy(format!(
             "{} did not become healthy: {why}",
             rendered.revision
         ));
     };
-    let restored = match render_version(ctx, instance, &fetched, &previous) {
+    let restored = match render_version(ctx, instance, &applied_spec(instance), &fetched, &previous)
+    {
         Ok(restored) => restored,
         Err(failure) => {
             return unhealthy(format!(
@@ -883,6 +907,12 @@ async fn run_stages(
             ));
         }
     };
+    if restored.revision == rendered.revision {
+        return unhealthy(format!(
+            "{} did not become healthy: {why}",
+            rendered.revision
+        ));
+    }
     tracing::warn!(to = %restored.revision, "rolling back");
     match lifecycle::converge(
         &ctx.applier,
@@ -1335,6 +1365,36 @@ mod tests {
             ["sha256:f", "sha256:e", "sha256:d", "sha256:c", "sha256:b"]
         );
         assert_eq!(history[0].metadata.as_ref().unwrap()["flux"], "v2.5.0");
+    }
+
+    #[test]
+    fn a_healthy_revision_records_its_spec_and_a_rollback_keeps_the_healthy_one() {
+        let healthy = instance(None);
+        let status = next_status(
+            &healthy,
+            None,
+            &applied("2.9.4", "good", 1),
+            Timestamp::UNIX_EPOCH,
+        );
+        let recorded = status.last_applied_spec.clone().expect("spec recorded");
+        assert_eq!(recorded["distribution"]["version"], "2.x");
+
+        // A new spec that does not become healthy: the rollback restores the recorded
+        // spec, and the record stays the healthy one.
+        let mut patched = instance(Some(status));
+        patched.spec.distribution.version = "2.9.x".into();
+        assert_eq!(applied_spec(&patched).distribution.version, "2.x");
+        let outcome = Outcome::RolledBack {
+            attempted: "v2.9.4@sha256:bad".into(),
+            why: "Deployment/flux-system/kustomize-controller: 0 of 1 replicas ready".into(),
+            installed: installed("2.9.4", "good"),
+            report: Report::default(),
+        };
+        let after = next_status(&patched, None, &outcome, Timestamp::UNIX_EPOCH);
+        assert_eq!(after.last_applied_spec, Some(recorded));
+
+        // Without a record (a status written before fluxop kept one), the current spec.
+        assert_eq!(applied_spec(&instance(None)).distribution.version, "2.x");
     }
 
     #[test]

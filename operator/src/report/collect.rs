@@ -84,8 +84,8 @@ pub async fn observe(
         &Api::<CustomResourceDefinition>::all(client.clone()),
         ListParams::default(),
         |crd: CustomResourceDefinition| {
-            let name = crd.metadata.name.as_deref().unwrap_or_default();
-            (name.ends_with(".fluxcd.io") && !name.ends_with(".fluxcd.controlplane.io"))
+            crate::api::constants::FLUX_API_GROUPS
+                .contains(&crd.spec.group.as_str())
                 .then_some(crd)
         },
     )

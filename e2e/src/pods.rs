@@ -1,0 +1,204 @@
+//! Helpers of the tests that run pods on real nodes (`OwnCluster::start_real`): the bundle
+//! whose catalogs name the Flux images built from source (`hack/flux-images.sh`), fluxop's
+//! own image (`hack/fluxop-image.sh`), both pushed to the test registry by `hack/test.sh`,
+//! and checks of what really runs.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{Api, Client, api::ListParams};
+
+use crate::{cluster::OwnCluster, eventually, required_env};
+
+/// The bundle directory whose image catalogs point at the Flux images built here (pushed to
+/// the test registry under `fluxcd/<controller>`).
+pub fn real_bundle_dir() -> PathBuf {
+    PathBuf::from(required_env("FLUXOP_E2E_REAL_BUNDLE"))
+}
+
+/// fluxop's image as pushed to the test registry: `127.0.0.1:PORT/REPO:TAG@sha256:...`.
+pub fn fluxop_image() -> String {
+    required_env("FLUXOP_E2E_FLUXOP_IMAGE")
+}
+
+/// fluxop's image as pods of `cluster` pull it: through the gateway, by digest only
+/// (`GATEWAY:PORT/REPO@sha256:...`), split into repository and digest.
+pub fn fluxop_image_in(cluster: &OwnCluster) -> (String, String) {
+    let image = fluxop_image();
+    let (name, digest) = image.split_once('@').expect("image with a digest");
+    let repository = name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(name, |(repository, _)| repository);
+    let path = repository.split_once('/').expect("registry/repository").1;
+    (format!("{}/{path}", cluster.registry()), digest.to_string())
+}
+
+/// The Helm CLI built by `hack/testbed-build.sh helm`.
+pub fn helm() -> Command {
+    Command::new(required_env("FLUXOP_E2E_HELM"))
+}
+
+/// Pods in `namespace` matching `selector`.
+pub async fn pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+}
+
+/// Running, every container ready, not being deleted.
+pub fn is_running_and_ready(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    pod.metadata.deletion_timestamp.is_none()
+        && status.phase.as_deref() == Some("Running")
+        && status
+            .container_statuses
+            .as_ref()
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c.ready))
+}
+
+/// The names of the real nodes (label `type=real`).
+pub async fn real_nodes(client: &Client) -> Vec<String> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels("type=real"))
+        .await
+        .expect("list nodes")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect()
+}
+
+/// Waits until exactly the pods of `app` (label `app=<app>`) in `namespace` that are not
+/// terminating are Running and Ready on real nodes; returns them.
+pub async fn wait_running(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    timeout: Duration,
+) -> Vec<Pod> {
+    let nodes = real_nodes(client).await;
+    eventually(
+        timeout,
+        &format!("pods of {app} Running and Ready on a real node"),
+        || async {
+            let pods: Vec<Pod> = pods(client, namespace, &format!("app={app}"))
+                .await
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let on_real_nodes = pods.iter().all(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_some_and(|n| nodes.contains(n))
+            });
+            (!pods.is_empty() && on_real_nodes && pods.iter().all(is_running_and_ready))
+                .then_some(pods)
+        },
+    )
+    .await
+}
+
+/// The image IDs (`repo@sha256:...`) of the pod's containers, as the kubelet reports them.
+pub fn image_ids(pod: &Pod) -> Vec<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|c| c.iter().map(|c| c.image_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The pod's IP: this machine routes to pods of real nodes.
+pub fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod has an IP")
+}
+
+/// `GET http://<pod>:<port><path>`.
+pub fn pod_get(pod: &Pod, port: u16, path: &str) -> Option<(u16, String)> {
+    let addr = format!("{}:{port}", pod_ip(pod)).parse().ok()?;
+    crate::cluster::http_get(addr, path)
+}
+
+/// The digest the bundle's catalog of `version` names for `controller`.
+pub fn catalog_digest(version: &str, controller: &str) -> String {
+    let path = real_bundle_dir().join(format!("flux-images/{version}/upstream-alpine.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = text
+        .find(&format!("name: ghcr.io/fluxcd/{controller}\n"))
+        .unwrap_or_else(|| panic!("{controller} is not in {}", path.display()));
+    text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("- name:"))
+        .find_map(|l| l.trim().strip_prefix("digest: "))
+        .unwrap_or_else(|| panic!("{controller} has no digest in {}", path.display()))
+        .to_string()
+}
+
+/// A small image in the test registry for apps that Flux deploys (`FLUXOP_E2E_APP_IMAGE`,
+/// pushed by `hack/test.sh`), as pods of `cluster` pull it.
+pub fn app_image_in(cluster: &OwnCluster) -> String {
+    let image = required_env("FLUXOP_E2E_APP_IMAGE");
+    let path = image.split_once('/').expect("registry/repository").1;
+    format!("{}/{path}", cluster.registry())
+}
+
+/// A kustomization overlay of `deploy/` (in a fresh directory under `target/`) that sets
+/// fluxop's image to `repository@digest` and adds `arg` to `fluxop run`: what a user does
+/// with `kustomize edit set image`.
+pub fn deploy_overlay(repository: &str, digest: &str, arg: &str) -> PathBuf {
+    let dir = crate::repo_root()
+        .join("target")
+        .join(format!("e2e-deploy-overlay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("overlay dir");
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../deploy\nimages:\n  - name: fluxop\n    newName: {repository}\n    digest: {digest}\npatches:\n  - target:\n      kind: Deployment\n      name: fluxop\n    patch: |\n      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: {arg}\n"
+    );
+    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("write overlay");
+    dir
+}
+
+/// Memory of a pod on a real node of `cluster`, from its cgroup (v1 memory controller):
+/// resident set (`total_rss`) and peak usage (`memory.max_usage_in_bytes`), in KiB.
+pub fn pod_memory_kib(cluster: &OwnCluster, pod: &Pod) -> Option<(u64, u64)> {
+    let uid = pod.metadata.uid.as_deref()?;
+    let node = crate::state_root()
+        .join("clusters")
+        .join(&cluster.name)
+        .join("nodes/0/cgroup");
+    let root = std::fs::read_to_string(node).ok()?;
+    let kubepods = PathBuf::from("/sys/fs/cgroup/memory")
+        .join(root.trim())
+        .join("kubepods");
+    // Guaranteed pods sit right under kubepods, the others under their QoS class.
+    let dir = [
+        kubepods.clone(),
+        kubepods.join("burstable"),
+        kubepods.join("besteffort"),
+    ]
+    .into_iter()
+    .map(|d| d.join(format!("pod{uid}")))
+    .find(|d| d.is_dir())?;
+    let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+    let rss = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("total_rss "))?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let peak = std::fs::read_to_string(dir.join("memory.max_usage_in_bytes"))
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some((rss / 1024, peak / 1024))
+}
