@@ -760,7 +760,7 @@ fn applied_spec(instance: &FluxInstance) -> FluxInstanceSpec {
     }
 }
 
-/// Fetch, select, render, converge; roll back a version change that does not become healthy.
+/// Fetch, select, render, converge; roll back a new revision that does not become healthy.
 async fn run_stages(
     instance: &FluxInstance,
     ctx: &Context,
