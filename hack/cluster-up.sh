@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
 done
 NAME="${positional[0]:-default}"
 NODES="${positional[1]:-}"
+valid_name "$NAME"
 [ -n "$NODES" ] || { if [ "$REAL_NODES" -gt 0 ]; then NODES=0; else NODES=3; fi; }
 STATE="$STATE_ROOT/clusters/$NAME"
 BIN="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)"
@@ -51,14 +52,33 @@ if [ -f "$STATE/env" ] && daemon_alive "$STATE" kube-apiserver; then
   echo "$STATE/kubeconfig"
   exit 0
 fi
-"$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null 2>&1 || true
+"$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null || die "could not stop the earlier cluster $NAME"
+# Held while starting, so `cluster-down.sh --stale` leaves a cluster alone that is not up yet.
+mkdir -p "$STATE_ROOT/clusters"
+exec {starting}>"$STATE_ROOT/clusters/.$NAME.lock"
+flock -n "$starting" || die "cluster $NAME is being started or stopped by another process"
 mkdir -p "$STATE/pki" "$STATE/etcd" "$STATE/logs"
 PKI="$STATE/pki"
-# A failed start leaves nothing running.
-trap '[ $? = 0 ] || "$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null 2>&1 || true' EXIT
+# A failed or interrupted start leaves nothing running; its logs are kept in
+# $STATE_ROOT/failed/NAME for a look.
+started=""
+on_exit() {
+  [ -n "$started" ] && return 0
+  rm -rf "$STATE_ROOT/failed/$NAME" && mkdir -p "$STATE_ROOT/failed/$NAME"
+  cp -r "$STATE/logs" "$STATE_ROOT/failed/$NAME/" 2>/dev/null || true
+  for node in "$STATE"/nodes/*; do
+    [ -d "$node/logs" ] && cp -r "$node/logs" "$STATE_ROOT/failed/$NAME/node-$(basename "$node")"
+  done
+  flock -u "$starting"
+  "$REPO_ROOT/hack/cluster-down.sh" "$NAME" >/dev/null 2>&1 || true
+  log "cluster $NAME did not start; its logs are in $STATE_ROOT/failed/$NAME"
+}
+trap on_exit EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 GATEWAY=""
 if [ "$REAL_NODES" -gt 0 ]; then
-  SLOT=$(slot_allocate "$NAME")
+  SLOT=$(slot_allocate "$STATE")
   echo "$SLOT" > "$STATE/slot"
   GATEWAY=$(gateway_of "$SLOT")
 fi
@@ -178,13 +198,13 @@ metadata:
   annotations:
     kwok.x-k8s.io/node: fake
     node.alpha.kubernetes.io/ttl: "0"
-$( [ "$REAL_NODES" = 0 ] || printf '%s' 'spec:
-  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]' )
   labels:
     kubernetes.io/hostname: kwok-node-$i
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok
+$( [ "$REAL_NODES" = 0 ] || printf '%s' 'spec:
+  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]' )
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
   capacity: {cpu: "32", memory: 256Gi, pods: "110"}
@@ -217,11 +237,16 @@ endpoints: [{addresses: ["$GATEWAY"], conditions: {ready: true}}]
 ports: [{name: https, port: $API_PORT, protocol: TCP}]
 YAML
   for i in $(seq 0 $(( REAL_NODES - 1 ))); do
-    node_up "$STATE" "$NAME" "$SLOT" "$i" "$NAME-node-$i" "$API_PORT" "${REGISTRIES[@]}" \
-      || die "real node $i did not start (logs in $STATE/nodes/$i/logs)"
+    node_up "$STATE" "$SLOT" "$i" "$NAME-node-$i" "$API_PORT" "${REGISTRIES[@]}"
   done
-  wait_for 120 "$REAL_NODES real nodes Ready" "${KUBECTL[@]}" wait --for=condition=Ready node -l type=real --timeout=2s \
+  real_nodes_ready() {
+    [ "$("${KUBECTL[@]}" get nodes -l type=real -o name | wc -l)" = "$REAL_NODES" ] \
+      && "${KUBECTL[@]}" wait --for=condition=Ready node -l type=real --timeout=2s
+  }
+  wait_for 120 "$REAL_NODES real nodes Ready" real_nodes_ready \
     || { tail -n 30 "$STATE/nodes/0/logs/kubelet.log" >&2; exit 1; }
+  # The kubelets are up: put back the kernel settings they changed (see hack/node.sh).
+  host_sysctls_restore
   sed -e "s#COREDNS_IMAGE#$(cat "$NODE_IMAGES/../coredns-image")#" "$REPO_ROOT/hack/coredns.yaml" \
     | "${KUBECTL[@]}" apply --server-side --field-manager fluxop-testbed -f - >/dev/null
   wait_for 180 "CoreDNS Available" "${KUBECTL[@]}" -n kube-system wait --for=condition=Available deployment/coredns --timeout=2s \
@@ -237,5 +262,6 @@ FLUXOP_CLUSTER_BIN=$BIN
 FLUXOP_CLUSTER_REAL_NODES=$REAL_NODES
 FLUXOP_CLUSTER_GATEWAY=$GATEWAY
 ENV
+started=1
 log "cluster $NAME is up at $SERVER with $NODES kwok and $REAL_NODES real nodes (state in $STATE)"
 echo "$STATE/kubeconfig"

@@ -140,7 +140,7 @@ build_release() {
   for controller in "$@"; do
     manifest="$RELEASE/$controller.yaml"
     [ -f "$manifest" ] || die "Flux $VERSION has no $controller"
-    tag=$(grep -oE "image: (docker.io/)?fluxcd/$controller:v[0-9.]+" "$manifest" | head -n1 | sed 's/.*://')
+    tag=$(grep -oE "image: (docker.io/)?fluxcd/$controller:v[0-9.]+" "$manifest" | head -n1 | sed 's/.*://' || true)
     [ -n "$tag" ] || die "no $controller image tag in $manifest"
     dir="$CACHE/flux/$controller-$tag"
     [ -x "$dir/bin/$controller" ] || build_controller "$controller" "$tag" "$dir"

@@ -41,6 +41,7 @@ fi
 
 # The binary's shared libraries and loader, at the paths the binary looks for them.
 files=("$BINARY:/usr/local/bin/fluxop")
+if ldd "$BINARY" | grep -q 'not found'; then die "$BINARY links libraries this machine lacks: $(ldd "$BINARY" | grep 'not found')"; fi
 while read -r lib; do
   [ -n "$lib" ] && files+=("$lib:$lib")
 done < <(ldd "$BINARY" | grep -oE '(/[^ ]+)' | sort -u)

@@ -4,7 +4,8 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Runtime state (clusters, registries, logs) lives outside the repo; binaries are cached
 # separately by testbed-build.sh and survive a `down`.
-STATE_ROOT="${FLUXOP_TESTBED_STATE:-${TMPDIR:-/tmp}/fluxop-testbed}"
+# Canonical, so paths compare equal to those in /proc/mounts.
+STATE_ROOT="$(realpath -m "${FLUXOP_TESTBED_STATE:-${TMPDIR:-/tmp}/fluxop-testbed}")"
 
 log() { echo "$(basename "$0"): $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -34,37 +35,55 @@ wait_for() {
   done
 }
 
-# start_daemon STATE NAME CMD...: starts CMD in its own session, logs to STATE/logs/NAME.log,
-# records its pid in STATE/pids/NAME.
+# valid_name NAME: cluster and registry names end up in paths, cgroups and process
+# patterns, so only DNS-label-like names are accepted.
+valid_name() {
+  [[ "$1" =~ ^[a-z0-9][a-z0-9-]{0,40}$ ]] || die "invalid name '$1': use lowercase letters, digits and '-'"
+}
+
+# The start time of PID (clock ticks since boot), which tells a recycled pid from ours.
+start_time_of() { awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null; }
+
+# start_daemon STATE NAME CMD...: starts CMD in its own session (so it leads a process
+# group of its own), logs to STATE/logs/NAME.log, records "PID STARTTIME" in STATE/pids/NAME.
 start_daemon() {
   local state=$1 name=$2; shift 2
   mkdir -p "$state/logs" "$state/pids"
   setsid "$@" >"$state/logs/$name.log" 2>&1 < /dev/null &
-  echo $! > "$state/pids/$name"
+  local pid=$!
+  echo "$pid $(start_time_of "$pid")" > "$state/pids/$name"
+}
+
+# recorded_pid PIDFILE: the pid, if that process is still the one recorded.
+recorded_pid() {
+  local pid start
+  read -r pid start < "$1" 2>/dev/null || return 1
+  [ -n "$pid" ] && [ -n "$start" ] && [ "$(start_time_of "$pid")" = "$start" ] && echo "$pid"
 }
 
 # daemon_alive STATE NAME
-daemon_alive() { kill -0 "$(cat "$1/pids/$2" 2>/dev/null)" 2>/dev/null; }
+daemon_alive() { recorded_pid "$1/pids/$2" >/dev/null; }
 
-# stop_daemons STATE: TERM every recorded process (newest first), then KILL what lingers.
+# stop_daemons STATE: TERM every recorded process group (newest first), then KILL what
+# lingers; children (socat's per-connection forks) go with their group.
 stop_daemons() {
   local state=$1 pidfile pid
   [ -d "$state/pids" ] || return 0
   for pidfile in $(ls -t "$state/pids"/* 2>/dev/null); do
-    pid=$(cat "$pidfile"); kill -TERM "$pid" 2>/dev/null || true
+    if pid=$(recorded_pid "$pidfile"); then kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; fi
   done
   for _ in $(seq 1 20); do
     local alive=0
     for pidfile in "$state/pids"/*; do
       [ -e "$pidfile" ] || continue
-      kill -0 "$(cat "$pidfile")" 2>/dev/null && alive=1
+      if recorded_pid "$pidfile" >/dev/null; then alive=1; fi
     done
     [ $alive = 0 ] && break
     sleep 0.5
   done
   for pidfile in "$state/pids"/*; do
     [ -e "$pidfile" ] || continue
-    kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    if pid=$(recorded_pid "$pidfile"); then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$pidfile"
   done
 }

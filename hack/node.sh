@@ -2,42 +2,57 @@
 # their own, pods on a CNI bridge inside it. Sourced by cluster-up.sh and cluster-down.sh.
 # shellcheck shell=bash
 #
-# Network of the cluster that holds slot S (0-49, one per cluster with real nodes):
+# Network of the cluster that holds slot S (0-49, one per cluster with real nodes, taken
+# host-wide, since bridges, namespaces and cgroups are):
 #   host bridge fxop<S>           172.30.S.1/24   the gateway: forwarders to 127.0.0.1 listen here
 #   node i: netns fxop<S>-n<i>    172.30.S.(10+i) on a veth to the bridge
 #           pods                  10.(100+S).i.0/24 on the bridge cni0 inside the netns
 #   services                      10.96.0.0/16 (kube-proxy's rules inside each node netns)
 # Nothing routes or masquerades towards outside addresses: the node netns have no default
-# route, the host keeps ip_forward off, and CoreDNS serves the cluster domain only. The API
+# route, the bridge does not forward, and CoreDNS serves the cluster domain only. The API
 # server and registries stay on 127.0.0.1; socat forwards the gateway's ports to them, and
 # the `kubernetes` Service's EndpointSlice points at the gateway.
+#
+# Host-wide things a node touches, and how they are put back: the kubelet sets a few kernel
+# sysctls at start (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, ...): their
+# values from before the first node are saved and restored as soon as each kubelet is up,
+# and again when it stops. Pod log links in /var/log/containers, CNI result files in
+# /var/lib/cni/results and the kubelet's device-plugin socket are removed with the node (or
+# with the last node). Sockets, containerd's state and pod network namespaces live under
+# /run/fluxop-testbed/s<S>-n<i>, logs and images under the cluster's state directory.
 
-NODE_ROOT_CGROUP_PREFIX=fluxop
+RUN_ROOT=/run/fluxop-testbed
+# Kernel settings the kubelet changes (protectKernelDefaults: false).
+HOST_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
-# slot_allocate NAME: prints a free slot, taken atomically for cluster NAME.
+# slot_allocate STATE: prints a free slot, taken for the cluster whose state dir is STATE. A
+# slot whose owner's state dir is gone (a killed run) is taken back.
 slot_allocate() {
-  local name=$1 s
-  mkdir -p "$STATE_ROOT/slots"
+  local owner=$1 s dir
+  mkdir -p "$RUN_ROOT/slots"
+  exec {lock}>"$RUN_ROOT/slots/.lock"
+  flock "$lock"
   for s in $(seq 0 49); do
-    local dir="$STATE_ROOT/slots/$s"
-    if [ -d "$dir" ]; then
-      # A slot whose cluster is gone is stale (a killed test run): take it back.
-      local owner; owner=$(cat "$dir/owner" 2>/dev/null || true)
-      [ -n "$owner" ] && [ -d "$STATE_ROOT/clusters/$owner" ] && continue
-      rm -rf "$dir"
+    dir="$RUN_ROOT/slots/$s"
+    if [ -f "$dir" ]; then
+      [ -d "$(cat "$dir")" ] && continue
+      log "taking back slot $s of a cluster that is gone ($(cat "$dir"))"
+      slot_leftovers_down "$s"
     fi
-    if mkdir "$dir" 2>/dev/null; then
-      echo "$name" > "$dir/owner"
-      echo "$s"
-      return 0
-    fi
+    echo "$owner" > "$dir"
+    exec {lock}>&-
+    echo "$s"
+    return 0
   done
+  exec {lock}>&-
   die "no free network slot for real nodes (50 clusters with real nodes are running?)"
 }
 
+# slot_release S STATE: frees slot S if STATE holds it.
 slot_release() {
-  local s=$1
-  rm -rf "$STATE_ROOT/slots/$s"
+  local s=$1 owner=$2
+  [ "$(cat "$RUN_ROOT/slots/$s" 2>/dev/null)" = "$owner" ] && rm -f "$RUN_ROOT/slots/$s"
+  return 0
 }
 
 gateway_of() { echo "172.30.$1.1"; }
@@ -46,12 +61,15 @@ pod_cidr_of() { echo "10.$(( 100 + $1 )).$2.0/24"; }
 cluster_cidr_of() { echo "10.$(( 100 + $1 )).0.0/16"; }
 bridge_of() { echo "fxop$1"; }
 netns_of() { echo "fxop$1-n$2"; }
+run_dir_of() { echo "$RUN_ROOT/s$1-n$2"; }
+cgroup_of() { echo "fluxop-s$1-n$2"; }
 
-# net_up S: the host bridge with the gateway address.
+# net_up S: the host bridge with the gateway address; it forwards nothing.
 net_up() {
   local s=$1 br; br=$(bridge_of "$s")
-  ip link show "$br" >/dev/null 2>&1 && ip link del "$br"
+  ip link show "$br" >/dev/null 2>&1 && die "bridge $br exists already: is another test bed using slot $s?"
   ip link add "$br" type bridge
+  sysctl -qw "net.ipv4.conf.$br.forwarding=0" "net.ipv6.conf.$br.disable_ipv6=1"
   ip addr add "$(gateway_of "$s")/24" dev "$br"
   ip link set "$br" up
 }
@@ -59,7 +77,6 @@ net_up() {
 # forward STATE NAME PORT S: socat from the gateway's PORT to 127.0.0.1:PORT.
 forward() {
   local state=$1 name=$2 port=$3 s=$4
-  command -v socat >/dev/null || die "socat is needed to give real nodes a path to $name"
   start_daemon "$state" "forward-$name" socat \
     "TCP-LISTEN:$port,bind=$(gateway_of "$s"),reuseaddr,fork" "TCP:127.0.0.1:$port"
 }
@@ -74,14 +91,20 @@ node_packages() {
   command -v conntrack >/dev/null || missing+=(conntrack)
   command -v socat >/dev/null || missing+=(socat)
   command -v nsenter >/dev/null || missing+=(util-linux)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v sysctl >/dev/null && command -v pgrep >/dev/null || missing+=(procps)
+  command -v curl >/dev/null || missing+=(curl)
   [ ${#missing[@]} = 0 ] && return 0
   [ "$(id -u)" = 0 ] || die "real nodes need root (network namespaces, mounts, cgroups); missing: ${missing[*]}"
   log "installing ${missing[*]} from Debian"
-  # policy-rc.d 101 keeps the packages from starting services of their own.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2 \
-    || { rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
-  rm -f /usr/sbin/policy-rc.d
+  # A policy-rc.d that answers 101 keeps the packages from starting services of their own.
+  local policy=/usr/sbin/policy-rc.d saved=""
+  if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+  local ok=0
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2 && ok=1
+  if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi
+  [ $ok = 1 ] || die "apt-get install ${missing[*]} failed"
 }
 
 cni_bin_dir() { if [ -x /usr/lib/cni/bridge ]; then echo /usr/lib/cni; else echo /opt/cni/bin; fi; }
@@ -105,44 +128,68 @@ node_cgroup_up() {
 
 # node_cgroup_down NAME: kills what is left in /NAME and removes it, deepest first.
 node_cgroup_down() {
-  local name=$1 root dir pid
+  local name=$1 root pid
   for root in $(cgroup_roots); do
     [ -d "$root/$name" ] || continue
-    for _ in 1 2 3; do
-      for pid in $(cat $(find "$root/$name" -name cgroup.procs 2>/dev/null) 2>/dev/null); do
+    for _ in 1 2 3 4 5 6; do
+      for pid in $(find "$root/$name" -name cgroup.procs -exec cat {} + 2>/dev/null); do
         kill -KILL "$pid" 2>/dev/null || true
       done
       find "$root/$name" -depth -type d -exec rmdir {} \; 2>/dev/null || true
       [ -d "$root/$name" ] || break
       sleep 0.5
     done
-    [ ! -d "$root/$name" ] || log "warning: could not remove cgroup $root/$name"
+    if [ -d "$root/$name" ]; then log "warning: could not remove cgroup $root/$name"; fi
   done
 }
 
-# unmount_under DIR: unmounts every mount below DIR, deepest first.
+# mounts_under DIR: mount points at or below DIR, deepest first (from mountinfo, with its
+# octal escapes decoded).
+mounts_under() {
+  local dir; dir=$(realpath -m "$1")
+  awk '{ print $5 }' /proc/self/mountinfo | while IFS= read -r m; do
+    m=$(printf '%b' "${m//\\/\\0}")
+    case "$m" in "$dir"|"$dir"/*) echo "$m" ;; esac
+  done | sort -r
+}
+
+# unmount_under DIR: unmounts everything at or below DIR; fails if something stays.
 unmount_under() {
   local dir=$1 m
-  [ -n "$dir" ] || return 0
   for _ in 1 2 3; do
-    local mounts
-    mounts=$(awk -v d="$dir/" 'index($2, d) == 1 || $2 == substr(d, 1, length(d) - 1) { print $2 }' /proc/mounts | sort -r)
+    local mounts; mounts=$(mounts_under "$dir")
     [ -n "$mounts" ] || return 0
-    for m in $mounts; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+    while IFS= read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done <<<"$mounts"
   done
+  [ -z "$(mounts_under "$dir")" ] || { log "error: mounts remain under $dir"; return 1; }
 }
 
-# node_up STATE CLUSTER S I NODE_NAME API_PORT REGISTRIES...: starts real node I of the cluster.
+# The kubelet's changes to host-wide sysctls, undone: the values from before the first
+# real node of this host are kept in RUN_ROOT and written back.
+host_sysctls_save() {
+  mkdir -p "$RUN_ROOT"
+  [ -f "$RUN_ROOT/host-sysctls" ] || sysctl "${HOST_SYSCTLS[@]}" 2>/dev/null | sed 's/ = /=/' > "$RUN_ROOT/host-sysctls"
+}
+host_sysctls_restore() {
+  [ -f "$RUN_ROOT/host-sysctls" ] || return 0
+  local setting
+  while IFS= read -r setting; do sysctl -qw "$setting" 2>/dev/null || true; done < "$RUN_ROOT/host-sysctls"
+}
+
+# node_up STATE S I NODE_NAME API_PORT REGISTRIES...: starts real node I of the cluster.
+# Called plainly (not in a condition), so `set -e` stops at the first failing step.
 node_up() {
-  local state=$1 cluster=$2 s=$3 i=$4 node=$5 api_port=$6; shift 6
+  local state=$1 s=$2 i=$3 node=$4 api_port=$5; shift 5
   local registries=("$@")
-  local dir="$state/nodes/$i" ns ip gw br veth bin
-  ns=$(netns_of "$s" "$i"); ip=$(node_ip_of "$s" "$i"); gw=$(gateway_of "$s"); br=$(bridge_of "$s")
+  local dir="$state/nodes/$i" run ns ip gw br veth bin cgroup
+  run=$(run_dir_of "$s" "$i"); ns=$(netns_of "$s" "$i"); ip=$(node_ip_of "$s" "$i")
+  gw=$(gateway_of "$s"); br=$(bridge_of "$s"); cgroup=$(cgroup_of "$s" "$i")
   veth="fxop${s}v$i"
   bin="$NODE_BIN"
-  mkdir -p "$dir"/{pki,cni,certs.d,kubelet,containerd,logs,pids,run}
+  mkdir -p "$dir"/{pki,cni,certs.d,kubelet,containerd,logs,pids,pod-logs} "$run"
   echo "$ns" > "$dir/netns"
-  echo "$NODE_ROOT_CGROUP_PREFIX-$cluster-$i" > "$dir/cgroup"
+  echo "$cgroup" > "$dir/cgroup"
+  echo "$run" > "$dir/run"
 
   # --- network namespace, wired to the host bridge; no default route.
   ip netns add "$ns"
@@ -151,6 +198,9 @@ node_up() {
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$ip/24" dev eth0
   ip -n "$ns" link set eth0 up
+  # kube-proxy's rules must see bridged pod traffic (a Service whose backend is on the same
+  # node); the module may not be loaded on a fresh machine.
+  [ -e /proc/sys/net/bridge ] || modprobe br_netfilter 2>/dev/null || true
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
   # The host reaches this node's pods (answers of the forwarders) through the node.
   ip route add "$(pod_cidr_of "$s" "$i")" via "$ip" dev "$br"
@@ -168,13 +218,13 @@ extendedKeyUsage=serverAuth"
   kubeconfig "$dir/kubelet.kubeconfig" "nodes/$i/kubelet" "https://$gw:$api_port"
   kubeconfig "$dir/kube-proxy.kubeconfig" "nodes/$i/kube-proxy" "https://$gw:$api_port"
 
-  # --- containerd, with its own root, state, socket and runc root.
-  local sock="$dir/run/containerd.sock" cni_bin; cni_bin=$(cni_bin_dir)
+  # --- containerd, with its own root, state, sockets and runc root.
+  local sock="$run/containerd.sock" cni_bin; cni_bin=$(cni_bin_dir)
   cat > "$dir/containerd.toml" <<TOML
 version = 2
 root = "$dir/containerd/root"
-state = "$dir/run/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+state = "$run/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.internal.v1.opt"]
 [grpc]
   address = "$sock"
 [ttrpc]
@@ -197,7 +247,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "$dir/run/runc"
+        Root = "$run/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$cni_bin"
     conf_dir = "$dir/cni"
@@ -205,7 +255,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     config_path = "$dir/certs.d"
 TOML
   # Registries are plain HTTP on loopback; the node reaches them through the gateway.
-  local registry port
+  local registry port name
   for registry in "${registries[@]}"; do
     port=${registry##*:}
     for name in "127.0.0.1:$port" "$gw:$port"; do
@@ -214,10 +264,11 @@ TOML
         "$gw" "$port" "$gw" "$port" > "$dir/certs.d/$name/hosts.toml"
     done
   done
+  # The network name prefixes containerd's CNI result files in /var/lib/cni/results.
   cat > "$dir/cni/10-bridge.conflist" <<CNI
 {
   "cniVersion": "0.4.0",
-  "name": "fluxop-testbed",
+  "name": "$cgroup",
   "plugins": [
     {
       "type": "bridge",
@@ -229,30 +280,33 @@ TOML
         "type": "host-local",
         "ranges": [[{"subnet": "$(pod_cidr_of "$s" "$i")"}]],
         "routes": [{"dst": "$(cluster_cidr_of "$s")"}, {"dst": "10.96.0.0/16"}, {"dst": "172.30.$s.0/24"}],
-        "dataDir": "$dir/run/cni-ipam"
+        "dataDir": "$run/cni-ipam"
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 CNI
-  node_cgroup_up "$(cat "$dir/cgroup")"
+  node_cgroup_up "$cgroup"
+  # The node's daemons (and the shims containerd starts) live in a cgroup of their own, and
+  # its pods in another (the kubelet's cgroupRoot): the node is stopped by killing both.
+  node_cgroup_up "$cgroup-system"
+  local in_node=("$REPO_ROOT/hack/in-cgroup.sh" "$cgroup-system" nsenter --net="/run/netns/$ns")
   # nsenter joins only the network namespace: kubelet, containerd and runc must share the
   # host's mount namespace, or volumes kubelet mounts would not reach the containers.
-  start_daemon "$dir" containerd nsenter --net="/run/netns/$ns" containerd --config "$dir/containerd.toml"
+  start_daemon "$dir" containerd "${in_node[@]}" containerd --config "$dir/containerd.toml"
   wait_for 30 "containerd of node $node" ctr --address "$sock" version \
     || { tail -n 20 "$dir/logs/containerd.log" >&2; return 1; }
   # The node's own images (sandbox, CoreDNS) are imported, never pulled.
   local image
   for image in "$NODE_IMAGES"/*; do
-    tar -C "$image" -cf "$dir/run/image.tar" . \
-      && ctr --address "$sock" -n k8s.io images import --no-unpack=false "$dir/run/image.tar" >/dev/null \
-      || { log "importing $(basename "$image") into node $node failed"; return 1; }
+    tar -C "$image" -cf "$run/image.tar" .
+    ctr --address "$sock" -n k8s.io images import "$run/image.tar" >/dev/null
   done
-  rm -f "$dir/run/image.tar"
+  rm -f "$run/image.tar"
 
   # --- kubelet
-  printf '' > "$dir/resolv.conf"
+  : > "$dir/resolv.conf"
   cat > "$dir/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -270,11 +324,12 @@ authentication:
 authorization: {mode: Webhook}
 containerRuntimeEndpoint: unix://$sock
 cgroupDriver: cgroupfs
-cgroupRoot: /$(cat "$dir/cgroup")
+cgroupRoot: /$cgroup
 failSwapOn: false
 clusterDNS: [10.96.0.10]
 clusterDomain: cluster.local
 resolvConf: $dir/resolv.conf
+podLogsDir: $dir/pod-logs
 staticPodPath: ""
 serializeImagePulls: false
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
@@ -284,7 +339,8 @@ localStorageCapacityIsolation: false
 enforceNodeAllocatable: [pods]
 nodeStatusReportFrequency: 10s
 YAML
-  start_daemon "$dir" kubelet nsenter --net="/run/netns/$ns" "$bin/kubelet" \
+  host_sysctls_save
+  start_daemon "$dir" kubelet "${in_node[@]}" "$bin/kubelet" \
     --config "$dir/kubelet.yaml" --kubeconfig "$dir/kubelet.kubeconfig" \
     --root-dir "$dir/kubelet" --cert-dir "$dir/pki" \
     --hostname-override "$node" --node-ip "$ip" \
@@ -306,56 +362,89 @@ iptables: {localhostNodePorts: false, masqueradeAll: false}
 # Host-wide conntrack sysctls are not ours to change.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
-  start_daemon "$dir" kube-proxy nsenter --net="/run/netns/$ns" "$bin/kube-proxy" --config "$dir/kube-proxy.yaml"
+  start_daemon "$dir" kube-proxy "${in_node[@]}" "$bin/kube-proxy" --config "$dir/kube-proxy.yaml"
 }
 
 # node_down DIR: stops a real node and removes every trace of it (processes, containers,
-# mounts, network namespace, cgroups), also when it only half started.
+# mounts, network namespace, cgroups, files outside its directories), also when it only
+# half started. Never fails half-way: each step tolerates what an earlier failure left.
 node_down() {
-  local dir=$1 ns cgroup sock
+  local dir=$1 ns cgroup run sock
   [ -d "$dir" ] || return 0
   ns=$(cat "$dir/netns" 2>/dev/null || true)
   cgroup=$(cat "$dir/cgroup" 2>/dev/null || true)
-  sock="$dir/run/containerd.sock"
-  # kubelet first (it would restart containers), then every container, shim and containerd.
-  [ -f "$dir/pids/kubelet" ] && kill -KILL "$(cat "$dir/pids/kubelet")" 2>/dev/null
-  [ -f "$dir/pids/kube-proxy" ] && kill -KILL "$(cat "$dir/pids/kube-proxy")" 2>/dev/null
-  [ -n "$cgroup" ] && node_cgroup_down "$cgroup"
+  run=$(cat "$dir/run" 2>/dev/null || true)
+  sock="$run/containerd.sock"
   # Shims listen on /run/containerd/s/<sha256 of "<containerd address>/<namespace>/<id>">
   # (containerd's fixed socket root): those of this containerd go with it.
-  local pid args id ns_name shim_sockets=()
-  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null); do
-    read -r -a args < <(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || continue
-    id="" ns_name=""
-    for ((k = 0; k < ${#args[@]}; k++)); do
-      case "${args[k]}" in -id) id=${args[k + 1]:-} ;; -namespace) ns_name=${args[k + 1]:-} ;; esac
+  local pid id ns_name k args=() shim_sockets=()
+  if [ -n "$run" ]; then
+    for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null || true); do
+      mapfile -d '' -t args < "/proc/$pid/cmdline" 2>/dev/null || continue
+      id="" ns_name=""
+      for ((k = 0; k < ${#args[@]}; k++)); do
+        case "${args[k]}" in -id) id=${args[k + 1]:-} ;; -namespace) ns_name=${args[k + 1]:-} ;; esac
+      done
+      if [ -n "$id" ]; then
+        shim_sockets+=("/run/containerd/s/$(printf '%s' "$sock/$ns_name/$id" | sha256sum | cut -d' ' -f1)")
+      fi
     done
-    [ -n "$id" ] && shim_sockets+=("/run/containerd/s/$(printf '%s' "$sock/$ns_name/$id" | sha256sum | cut -d' ' -f1)")
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  stop_daemons "$dir"
-  rm -f "${shim_sockets[@]}"
-  unmount_under "$dir"
-  if [ -n "$ns" ] && ip netns list | grep -qw "$ns"; then
-    ip netns del "$ns" 2>/dev/null || true
   fi
-  [ -n "$cgroup" ] && node_cgroup_down "$cgroup"
-  orphans_down
+  # The daemons first (the kubelet would restart containers, containerd start shims), then
+  # everything left in the node's cgroups: shims, containers.
+  stop_daemons "$dir"
+  if [ -n "$cgroup" ]; then
+    node_cgroup_down "$cgroup-system"
+    node_cgroup_down "$cgroup"
+  fi
+  if [ ${#shim_sockets[@]} -gt 0 ]; then rm -f "${shim_sockets[@]}"; fi
+  # Files the kubelet and CNI keep in fixed host paths: pod log links into this node, and
+  # the CNI results of this node's network (named after its cgroup) and sandboxes.
+  find /var/log/containers -maxdepth 1 -lname "$dir/*" -delete 2>/dev/null || true
+  if [ -n "$cgroup" ] && [ -d /var/lib/cni/results ]; then
+    rm -f /var/lib/cni/results/"$cgroup"-*
+    local sandbox
+    for sandbox in "$dir"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*; do
+      [ -e "$sandbox" ] && rm -f /var/lib/cni/results/*-"$(basename "$sandbox")"-*
+    done
+  fi
+  local unmounted=0
+  if [ -n "$run" ]; then unmount_under "$run" || unmounted=1; fi
+  unmount_under "$dir" || unmounted=1
+  if [ -n "$ns" ] && ip netns list | grep -qw "$ns"; then ip netns del "$ns" 2>/dev/null || true; fi
+  if [ -n "$run" ] && [ $unmounted = 0 ]; then rm -rf --one-file-system "$run"; fi
+  host_sysctls_restore
+  return $unmounted
 }
 
-# orphans_down: pod network namespaces mounted in /run/netns that are nobody's any more:
-# no link but loopback (their veth died with a node's namespace).
-orphans_down() {
-  local ns
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ { print $1 }'); do
-    [ "$(ip -n "$ns" -o link show 2>/dev/null | grep -vc ': lo:')" = 0 ] && ip netns del "$ns" 2>/dev/null
-  done
+# net_down S STATE: the host bridge (and with it the routes through it), then the slot.
+# When no real node is left on this host, what the kubelets left in fixed host paths goes
+# too.
+net_down() {
+  local s=$1 state=$2 br; br=$(bridge_of "$s")
+  [ "$(cat "$RUN_ROOT/slots/$s" 2>/dev/null)" = "$state" ] || return 0
+  if ip link show "$br" >/dev/null 2>&1; then ip link del "$br" || true; fi
+  slot_release "$s" "$state"
+  if [ -z "$(ls "$RUN_ROOT/slots" 2>/dev/null)" ]; then
+    host_sysctls_restore
+    rm -f "$RUN_ROOT/host-sysctls" /var/lib/kubelet/device-plugins/kubelet.sock
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /var/log/pods 2>/dev/null || true
+  fi
   return 0
 }
 
-# net_down S: the host bridge (and with it the routes through it).
-net_down() {
-  local s=$1 br; br=$(bridge_of "$s")
-  ip link show "$br" >/dev/null 2>&1 && ip link del "$br"
-  slot_release "$s"
+# slot_leftovers_down S: what a killed run left of slot S (its state dir is gone): node
+# namespaces, the bridge, cgroups and runtime dirs. Processes of a killed run are in those
+# cgroups or hold those namespaces; they are killed with them.
+slot_leftovers_down() {
+  local s=$1 ns i
+  for ns in $(ip netns list 2>/dev/null | awk -v p="fxop$s-n" 'index($1, p) == 1 { print $1 }'); do
+    i=${ns#fxop"$s"-n}
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    node_cgroup_down "$(cgroup_of "$s" "$i")-system"
+    node_cgroup_down "$(cgroup_of "$s" "$i")"
+    unmount_under "$(run_dir_of "$s" "$i")" && rm -rf --one-file-system "$(run_dir_of "$s" "$i")"
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  if ip link show "$(bridge_of "$s")" >/dev/null 2>&1; then ip link del "$(bridge_of "$s")" || true; fi
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Assembles a single-layer container image as an OCI image layout, without a container
 engine: the files given become one gzip layer, and the config names the entrypoint, user
-and platform (linux/amd64). The output is deterministic (sorted entries, zero timestamps,
+and platform (linux and this machine's architecture). The output is deterministic (sorted entries, zero timestamps,
 root-owned files), so the same inputs always give the same manifest digest: the digest can
 be written into an image catalog before the image is pushed anywhere.
 
@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import sys
 import tarfile
@@ -85,6 +86,10 @@ def layer_tar(entries):
     return buffer.getvalue()
 
 
+# The platform of the binaries packed: this machine's.
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
 def write_blob(out, data):
     digest = hashlib.sha256(data).hexdigest()
     with open(os.path.join(out, "blobs", "sha256", digest), "wb") as f:
@@ -111,7 +116,7 @@ def main():
     layer_digest = write_blob(args.out, compressed)
     env = ["PATH=/usr/local/bin:/usr/bin:/bin"] + args.env
     config = {
-        "architecture": "amd64",
+        "architecture": ARCH,
         "os": "linux",
         "config": {"User": args.user, "Entrypoint": args.entrypoint, "Env": env, "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]},
@@ -134,7 +139,7 @@ def main():
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest,
             "size": len(manifest_bytes),
-            "platform": {"architecture": "amd64", "os": "linux"},
+            "platform": {"architecture": ARCH, "os": "linux"},
             "annotations": {"io.containerd.image.name": args.name, "org.opencontainers.image.ref.name": tag},
         }],
     }

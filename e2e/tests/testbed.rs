@@ -146,3 +146,192 @@ async fn a_second_cluster_starts_beside_the_first_and_stops_cleanly() {
         .expect("first cluster answers");
     assert!(!nodes.items.is_empty());
 }
+
+/// A DNS query for an A record of `name` to `server`; returns (rcode, first address).
+fn dns_a(server: std::net::SocketAddr, name: &str) -> Option<(u8, Option<std::net::Ipv4Addr>)> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    socket.send_to(&query, server).ok()?;
+    let mut answer = [0u8; 512];
+    let n = socket.recv(&mut answer).ok()?;
+    let rcode = answer[3] & 0x0f;
+    let answers = u16::from_be_bytes([answer[6], answer[7]]);
+    let address = (answers > 0 && n >= 4).then(|| {
+        std::net::Ipv4Addr::new(answer[n - 4], answer[n - 3], answer[n - 2], answer[n - 1])
+    });
+    Some((rcode, address))
+}
+
+#[tokio::test]
+async fn a_real_node_runs_pods_answers_only_cluster_dns_and_leaves_nothing_behind() {
+    let name = format!("realnode-{}", std::process::id());
+    let hack = fluxop_e2e::repo_root().join("hack");
+    let state = fluxop_e2e::state_root().join("clusters").join(&name);
+    let down = || {
+        Command::new(hack.join("cluster-down.sh"))
+            .arg(&name)
+            .output()
+            .expect("cluster-down runs")
+    };
+    // One kwok node beside the real one: it is tainted, so pods go to the real node.
+    let up = Command::new(hack.join("cluster-up.sh"))
+        .args([
+            &name,
+            "1",
+            "--real-nodes",
+            "1",
+            "--registry",
+            &registry_address(),
+        ])
+        .output()
+        .expect("cluster-up runs");
+    if !up.status.success() {
+        down();
+        panic!("cluster-up failed: {}", String::from_utf8_lossy(&up.stderr));
+    }
+    let env = std::fs::read_to_string(state.join("env")).expect("env file");
+    let slot = std::fs::read_to_string(state.join("slot"))
+        .expect("slot")
+        .trim()
+        .to_string();
+    let cgroup = std::fs::read_to_string(state.join("nodes/0/cgroup"))
+        .expect("cgroup")
+        .trim()
+        .to_string();
+    let kubeconfig = String::from_utf8_lossy(&up.stdout).trim().to_string();
+    let checks = async {
+        let kubectl = |args: &[&str]| {
+            let output = Command::new(std::env::var("FLUXOP_E2E_KUBECTL").expect("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(args)
+                .output()
+                .expect("kubectl runs");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let taints = kubectl(&[
+            "get",
+            "node",
+            "-l",
+            "type=kwok",
+            "-o",
+            "jsonpath={.items[*].spec.taints[*].key}",
+        ]);
+        assert_eq!(taints, "kwok.x-k8s.io/node");
+        // A pod without tolerations runs on the real node, from the test registry's image.
+        let gateway = env
+            .lines()
+            .find_map(|l| l.strip_prefix("FLUXOP_CLUSTER_GATEWAY="))
+            .expect("gateway");
+        let app =
+            std::env::var("FLUXOP_E2E_APP_IMAGE").expect("FLUXOP_E2E_APP_IMAGE (hack/test.sh)");
+        let (registry, path) = app.split_once('/').expect("registry/path");
+        let port = registry.rsplit(':').next().expect("port");
+        let image = format!("{gateway}:{port}/{path}");
+        kubectl(&["run", "probe", "--image", &image, "--restart=Never"]);
+        let phase = eventually(Duration::from_secs(120), "the probe pod to run", || async {
+            let out = kubectl(&[
+                "get",
+                "pod",
+                "probe",
+                "-o",
+                "jsonpath={.status.phase} {.spec.nodeName}",
+            ]);
+            out.starts_with("Running").then_some(out)
+        })
+        .await;
+        assert!(phase.ends_with(&format!("{name}-node-0")), "{phase}");
+        // CoreDNS answers for the cluster domain and refuses everything else.
+        let dns = kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            "kube-system",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "jsonpath={.items[0].status.podIP}",
+        ]);
+        let server = format!("{dns}:1053").parse().expect("CoreDNS address");
+        let (rcode, address) =
+            dns_a(server, "kubernetes.default.svc.cluster.local").expect("answer");
+        assert_eq!(
+            (rcode, address),
+            (0, Some(std::net::Ipv4Addr::new(10, 96, 0, 1)))
+        );
+        let (rcode, _) = dns_a(server, "example.com").expect("answer");
+        assert_eq!(rcode, 5, "CoreDNS must refuse names outside the cluster");
+        // No route out of the node's network namespace.
+        let routes = Command::new("ip")
+            .args(["-n", &format!("fxop{slot}-n0"), "route"])
+            .output()
+            .expect("ip runs");
+        let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+        assert!(!routes.contains("default"), "{routes}");
+    };
+    // Stop the cluster whatever the checks say, then look for leftovers.
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)).await;
+    let stopped = down();
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let netns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !netns.contains(&format!("fxop{slot}-")),
+        "network namespace left: {netns}"
+    );
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !links.contains(&format!("fxop{slot}")),
+        "host bridge or veth left: {links}"
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(state.to_str().expect("path")),
+        "mounts left:\n{mounts}"
+    );
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroups")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path().join(&cgroup).exists() || e.path().join(format!("{cgroup}-system")).exists()
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    let processes = Command::new("pgrep")
+        .args(["-f", state.to_str().expect("path")])
+        .output()
+        .expect("pgrep");
+    assert!(
+        processes.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&processes.stdout)
+    );
+    assert!(!state.exists(), "state left behind");
+}
