@@ -35,6 +35,22 @@ wait_for() {
   done
 }
 
+# apt_install PACKAGE...: installs Debian packages (with sudo when not root) without
+# letting them start services of their own (a policy-rc.d answering 101 during the install;
+# one that was there before is put back).
+apt_install() {
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  local policy=/usr/sbin/policy-rc.d saved="" ok=0
+  log "installing $* from Debian"
+  if [ -e "$policy" ]; then saved=$(mktemp); sudo_if_needed cp -p "$policy" "$saved"; fi
+  printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee "$policy" >/dev/null
+  sudo_if_needed chmod +x "$policy"
+  { sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >&2 && ok=1
+  if [ -n "$saved" ]; then sudo_if_needed mv "$saved" "$policy"; else sudo_if_needed rm -f "$policy"; fi
+  [ $ok = 1 ] || die "apt-get install $* failed"
+}
+
 # valid_name NAME: cluster and registry names end up in paths, cgroups and process
 # patterns, so only DNS-label-like names are accepted.
 valid_name() {

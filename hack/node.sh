@@ -95,16 +95,7 @@ node_packages() {
   command -v sysctl >/dev/null && command -v pgrep >/dev/null || missing+=(procps)
   command -v curl >/dev/null || missing+=(curl)
   [ ${#missing[@]} = 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "real nodes need root (network namespaces, mounts, cgroups); missing: ${missing[*]}"
-  log "installing ${missing[*]} from Debian"
-  # A policy-rc.d that answers 101 keeps the packages from starting services of their own.
-  local policy=/usr/sbin/policy-rc.d saved=""
-  if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
-  local ok=0
-  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2 && ok=1
-  if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi
-  [ $ok = 1 ] || die "apt-get install ${missing[*]} failed"
+  apt_install "${missing[@]}"
 }
 
 cni_bin_dir() { if [ -x /usr/lib/cni/bridge ]; then echo /usr/lib/cni; else echo /opt/cni/bin; fi; }

@@ -29,15 +29,7 @@ STATE="$STATE_ROOT/registries/$NAME"
 REGISTRY_BIN="${FLUXOP_REGISTRY_BIN:-/usr/bin/docker-registry}"
 
 if [ ! -x "$REGISTRY_BIN" ]; then
-  log "installing Debian's docker-registry"
-  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-  # policy-rc.d 101 keeps the package from starting its service during the install.
-  printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee /usr/sbin/policy-rc.d >/dev/null
-  sudo_if_needed chmod +x /usr/sbin/policy-rc.d
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >&2 \
-    || { sudo_if_needed rm -f /usr/sbin/policy-rc.d; die "apt-get install docker-registry failed"; }
-  sudo_if_needed rm -f /usr/sbin/policy-rc.d
+  apt_install docker-registry
 fi
 # The packaged service serves on 0.0.0.0:5000 with the package's config: never let it run.
 if command -v systemctl >/dev/null 2>&1; then

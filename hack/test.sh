@@ -82,6 +82,6 @@ export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl
   FLUXOP_E2E_APP_IMAGE="$APP_IMAGE"
 
 step "end-to-end tests"
-cargo test -p fluxop-e2e --locked
+cargo test -p fluxop-e2e --locked --no-fail-fast
 
 step "all tests passed"

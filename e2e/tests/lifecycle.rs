@@ -769,13 +769,22 @@ async fn killing_the_leader_mid_upgrade_hands_over_to_the_standby_which_converge
     };
     let first = holder();
 
-    // A second replica waits: it is healthy but not ready, and never writes.
+    // A second replica waits: healthy and ready (a Deployment of two is Available), not
+    // leading, and it never writes.
     let standby = cluster.start_operator("flux-system", &[]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(holder(), first);
-    assert_ne!(
+    assert_eq!(
         fluxop_e2e::cluster::http_get(standby.health, "/readyz").map(|(s, _)| s),
         Some(200)
+    );
+    assert_eq!(
+        standby.metric("fluxop_leader ").as_deref(),
+        Some("fluxop_leader 0")
+    );
+    assert_eq!(
+        leader.metric("fluxop_leader ").as_deref(),
+        Some("fluxop_leader 1")
     );
 
     // Upgrade, and kill the leader as soon as the first 2.9 object lands.

@@ -335,3 +335,50 @@ async fn a_real_node_runs_pods_answers_only_cluster_dns_and_leaves_nothing_behin
     );
     assert!(!state.exists(), "state left behind");
 }
+
+/// `hack/oci-image.py` gives the same digest for the same files (image catalogs are written
+/// before anything is pushed), and a different one when a file changes.
+#[test]
+fn images_assembled_without_an_engine_are_reproducible() {
+    let dir = std::env::temp_dir().join(format!("fluxop-oci-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let binary = dir.join("app");
+    std::fs::write(&binary, b"#!/bin/sh\necho hello\n").expect("write");
+    let build = |out: &str| {
+        let output = Command::new("python3")
+            .arg(fluxop_e2e::repo_root().join("hack/oci-image.py"))
+            .args(["--out", dir.join(out).to_str().expect("path")])
+            .args(["--name", "example.com/app:v1", "--entrypoint", "/app"])
+            .arg(format!("{}:/app", binary.display()))
+            .arg("+/tmp")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let first = build("a");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(build("b"), first, "same files, different digest");
+    // The digest names the manifest blob, which names the config and the layer.
+    let manifest = dir
+        .join("a/blobs/sha256")
+        .join(first.trim_start_matches("sha256:"));
+    let text = std::fs::read_to_string(&manifest).expect("manifest blob");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest json");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    std::fs::write(&binary, b"#!/bin/sh\necho changed\n").expect("write");
+    assert_ne!(build("c"), first, "a changed file kept the digest");
+    let _ = std::fs::remove_dir_all(&dir);
+}
