@@ -485,8 +485,8 @@ async fn deploy_app(bed: &Bed) {
 }
 
 #[tokio::test]
-async fn fluxop_runs_in_the_cluster_from_its_chart_and_from_deploy_with_a_standby_that_takes_over()
-{
+async fn fluxop_runs_in_the_cluster_from_its_chart_and_from_deploy_and_hands_over_when_the_leader_dies()
+ {
     let _one_cluster_at_a_time = exclusive().await;
     let bed = Bed::start("incluster", false).await;
     let (repository, digest) = fluxop_e2e::pods::fluxop_image_in(&bed.cluster);
@@ -565,10 +565,26 @@ async fn fluxop_runs_in_the_cluster_from_its_chart_and_from_deploy_with_a_standb
         "timing: leader killed, lease taken over in {:?}",
         started.elapsed()
     );
+    // The lease was released on SIGTERM: the standby or the pod that replaces the killed
+    // one, whichever asks first, now leads.
+    let running =
+        fluxop_e2e::pods::pods(&bed.client, "flux-system", "app.kubernetes.io/name=fluxop").await;
     assert!(
-        standbys
+        running
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(new_leader.as_str())),
+        "the lease holder {new_leader} is not a fluxop pod"
+    );
+    println!(
+        "observed: the new leader is {}",
+        if standbys
             .iter()
             .any(|p| p.metadata.name.as_deref() == Some(new_leader.as_str()))
+        {
+            "the standby"
+        } else {
+            "the replacement pod"
+        }
     );
     request_reconcile(&bed, "after-handover", 2 * MINUTE).await;
 
