@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use fluxop::api::FluxInstance;
-use fluxop_e2e::cluster::{OwnCluster, instance_yaml, is_ready_at, wait_for_instance};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::{Api, api::DeleteParams};
+use fluxop_e2e::cluster::{
+    OwnCluster, drift_revert, instance_yaml, is_ready_at, uninstall, wait_for_instance,
+};
+use kube::Api;
 
 const RUNS: usize = 5;
 
@@ -31,7 +32,6 @@ fn main() {
         let client = cluster.client().await;
         cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
         let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-        let deployments = Api::<Deployment>::namespaced(client.clone(), "flux-system");
         let operator = cluster
             .start_operator("flux-system", &["--log-level", "warn"])
             .await;
@@ -44,7 +44,7 @@ fn main() {
             )
         };
         let minute = Duration::from_secs(60);
-        let (mut install, mut upgrade, mut drift, mut uninstall) =
+        let (mut install, mut upgrade, mut drift, mut uninstalls) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             let started = Instant::now();
@@ -57,35 +57,9 @@ fn main() {
             wait_for_instance(&api, 3 * minute, "upgrade", |i| is_ready_at(i, "v2.9.4@")).await;
             upgrade.push(started.elapsed());
 
-            let started = Instant::now();
-            cluster.kubectl_ok(&[
-                "scale",
-                "deployment/source-controller",
-                "-n",
-                "flux-system",
-                "--replicas=0",
-            ]);
-            loop {
-                let replicas = deployments
-                    .get("source-controller")
-                    .await
-                    .ok()
-                    .and_then(|d| d.spec?.replicas);
-                if replicas == Some(1) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            drift.push(started.elapsed());
+            drift.push(drift_revert(&cluster, &client, "source-controller").await);
 
-            let started = Instant::now();
-            api.delete("flux", &DeleteParams::default())
-                .await
-                .expect("delete");
-            while api.get_opt("flux").await.ok().flatten().is_some() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            uninstall.push(started.elapsed());
+            uninstalls.push(uninstall(&api).await);
             // Let CRD deletions finish before the next install.
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -93,7 +67,7 @@ fn main() {
         summary("install to Ready (2.8.8)", install);
         summary("upgrade to Ready (2.9.4)", upgrade);
         summary("drift revert (kubectl scale)", drift);
-        summary("uninstall (instance gone)", uninstall);
+        summary("uninstall (instance gone)", uninstalls);
         if let Some((peak, current)) = operator.memory_kib() {
             println!(
                 "fluxop memory: peak RSS {:.1} MiB, RSS now {:.1} MiB",

@@ -14,12 +14,11 @@ use fluxop::{
     bundle::{archive, layout::Bundle, reference::ArtifactRef},
 };
 use fluxop_e2e::{
-    cluster::{OwnCluster, instance_yaml, is_ready_at, wait_for_instance},
+    cluster::{OwnCluster, drift_revert, instance_yaml, is_ready_at, uninstall, wait_for_instance},
     pods::{deploy_overlay, fluxop_image_in, pod_memory_kib, pods, real_bundle_dir},
     registry_address, unique_repository,
 };
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::{Api, api::DeleteParams};
+use kube::Api;
 
 const RUNS: usize = 3;
 
@@ -52,7 +51,6 @@ struct Figures {
 async fn rounds(cluster: &OwnCluster, bundle: &str, images: &str) -> Figures {
     let client = cluster.client().await;
     let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-    let deployments = Api::<Deployment>::namespaced(client.clone(), "flux-system");
     let spec = |version: &str, components: &str| {
         instance_yaml(
             "flux-system",
@@ -75,14 +73,7 @@ async fn rounds(cluster: &OwnCluster, bundle: &str, images: &str) -> Figures {
         wait_for_instance(&api, 5 * minute, "install", |i| is_ready_at(i, "v2.9.4@")).await;
         figures.install.push(started.elapsed());
 
-        let started = Instant::now();
-        api.delete("flux", &DeleteParams::default())
-            .await
-            .expect("delete");
-        while api.get_opt("flux").await.ok().flatten().is_some() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        figures.uninstall.push(started.elapsed());
+        figures.uninstall.push(uninstall(&api).await);
         // Let CRD deletions finish before the next install.
         tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -96,33 +87,11 @@ async fn rounds(cluster: &OwnCluster, bundle: &str, images: &str) -> Figures {
         wait_for_instance(&api, 5 * minute, "upgrade", |i| is_ready_at(i, "v2.9.4@")).await;
         figures.upgrade.push(started.elapsed());
 
-        let started = Instant::now();
-        cluster.kubectl_ok(&[
-            "scale",
-            "deployment/source-controller",
-            "-n",
-            "flux-system",
-            "--replicas=0",
-        ]);
-        loop {
-            let replicas = deployments
-                .get("source-controller")
-                .await
-                .ok()
-                .and_then(|d| d.spec?.replicas);
-            if replicas == Some(1) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        figures.drift.push(started.elapsed());
+        figures
+            .drift
+            .push(drift_revert(cluster, &client, "source-controller").await);
 
-        api.delete("flux", &DeleteParams::default())
-            .await
-            .expect("delete");
-        while api.get_opt("flux").await.ok().flatten().is_some() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        uninstall(&api).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     figures

@@ -385,3 +385,42 @@ pub fn instance_yaml(namespace: &str, spec: &str) -> String {
         "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata:\n  name: flux\n  namespace: {namespace}\nspec:\n{spec}"
     )
 }
+
+/// Deletes the instance `flux` and waits until it is gone (its finalizer ran: the
+/// uninstall); returns how long that took. For the benches.
+pub async fn uninstall(api: &Api<FluxInstance>) -> Duration {
+    let started = std::time::Instant::now();
+    api.delete("flux", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the instance");
+    while api.get_opt("flux").await.ok().flatten().is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// Scales the Flux Deployment `name` to zero and waits until fluxop has put it back to one
+/// replica; returns how long that took. For the benches.
+pub async fn drift_revert(cluster: &OwnCluster, client: &Client, name: &str) -> Duration {
+    let deployments =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), "flux-system");
+    let started = std::time::Instant::now();
+    cluster.kubectl_ok(&[
+        "scale",
+        &format!("deployment/{name}"),
+        "-n",
+        "flux-system",
+        "--replicas=0",
+    ]);
+    loop {
+        let replicas = deployments
+            .get(name)
+            .await
+            .ok()
+            .and_then(|d| d.spec?.replicas);
+        if replicas == Some(1) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -178,8 +178,12 @@ async fn wait_source_ready(client: &Client, name: &str, requested: Option<&str>)
                 .as_array()?
                 .iter()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            // kstatus: the conditions count only once the controller has observed this
+            // generation (a status patched mid-reconcile can say Ready before that).
+            let observed = status["observedGeneration"] == object["metadata"]["generation"];
             let handled = requested.is_none_or(|r| status["lastHandledReconcileAt"] == r);
-            (ready && handled).then(|| status.clone())
+            (ready && observed && handled && status.get("artifact").is_some())
+                .then(|| status.clone())
         },
     )
     .await
