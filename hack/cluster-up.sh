@@ -6,6 +6,7 @@
 # side by side.
 #
 #   hack/cluster-up.sh [NAME] [NODES] [--real-nodes N] [--registry 127.0.0.1:PORT]...
+#                      [--expose 127.0.0.1:PORT]...
 #       NAME          default: default
 #       NODES         kwok nodes (label type=kwok), default 3, or 0 with --real-nodes
 #       --real-nodes  N real nodes (label type=real): containerd, kubelet and kube-proxy in
@@ -15,6 +16,7 @@
 #                     land on them. See hack/node.sh for the network.
 #       --registry    a registry on loopback that pods and the nodes' containerd reach at
 #                     GATEWAY:PORT (and containerd also under its loopback name)
+#       --expose      another server on loopback (a Git server) that pods reach at GATEWAY:PORT
 #
 # Writes STATE/clusters/NAME/kubeconfig and STATE/clusters/NAME/env (KUBECONFIG, API
 # server URL, ports; FLUXOP_CLUSTER_GATEWAY with real nodes) and prints the kubeconfig
@@ -23,12 +25,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/node.sh"
 
-NAME=default NODES="" REAL_NODES=0 REGISTRIES=()
+NAME=default NODES="" REAL_NODES=0 REGISTRIES=() EXPOSED=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --real-nodes) REAL_NODES="${2:?--real-nodes needs a number}"; shift 2 ;;
     --registry) REGISTRIES+=("${2:?--registry needs HOST:PORT}"); shift 2 ;;
+    --expose) EXPOSED+=("${2:?--expose needs HOST:PORT}"); shift 2 ;;
     -*) die "unknown option $1 (see the header of $0)" ;;
     *) positional+=("$1"); shift ;;
   esac
@@ -222,6 +225,7 @@ if [ "$REAL_NODES" -gt 0 ]; then
   net_up "$SLOT"
   forward "$STATE" apiserver "$API_PORT" "$SLOT"
   for registry in "${REGISTRIES[@]}"; do forward "$STATE" "registry-${registry##*:}" "${registry##*:}" "$SLOT"; done
+  for server in "${EXPOSED[@]}"; do forward "$STATE" "exposed-${server##*:}" "${server##*:}" "$SLOT"; done
   # Pods reach the API server through the `kubernetes` Service: its endpoint is the gateway.
   "${KUBECTL[@]}" apply --server-side --field-manager fluxop-testbed -f - >/dev/null <<YAML
 apiVersion: discovery.k8s.io/v1

@@ -10,10 +10,15 @@
 #      with a real node); everything is stopped and removed afterwards, logs kept in
 #      target/testbed-logs/ when a test fails.
 # Set FLUXOP_TEST_KEEP=1 to leave the cluster and registry running for a look afterwards.
+#
+#   hack/test.sh e2e [CARGO TEST ARGS...]   only the end-to-end tier (steps 1, 4, 5), e.g.
+#                                           `hack/test.sh e2e --test gitops` while iterating
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
+E2E_ONLY="" E2E_ARGS=()
+if [ "${1:-}" = e2e ]; then E2E_ONLY=1; shift; E2E_ARGS=("$@"); fi
 started=$(date +%s)
 step() { log "== $* (+$(( $(date +%s) - started ))s)"; }
 
@@ -28,15 +33,20 @@ hack/cluster-down.sh --stale >/dev/null 2>&1 || true
 step "vendor the Flux releases into manifests-bundle/"
 hack/vendor-flux.sh
 
-step "format and lint"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -z "$E2E_ONLY" ]; then
+  step "format and lint"
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build"
-cargo build --workspace --all-targets --locked
+  step "build"
+  cargo build --workspace --all-targets --locked
 
-step "unit tests"
-cargo test -p fluxop --locked
+  step "unit tests"
+  cargo test -p fluxop --locked
+else
+  step "build fluxop"
+  cargo build -p fluxop --bin fluxop --locked
+fi
 
 # The releases the real-node tests install, and which of their controllers: 2.9.4 (the
 # default set) and 2.8.8's source-controller, the one controller of an older release whose
@@ -82,6 +92,6 @@ export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl
   FLUXOP_E2E_APP_IMAGE="$APP_IMAGE"
 
 step "end-to-end tests"
-cargo test -p fluxop-e2e --locked --no-fail-fast
+cargo test -p fluxop-e2e --locked --no-fail-fast ${E2E_ARGS[@]+"${E2E_ARGS[@]}"}
 
 step "all tests passed"

@@ -42,8 +42,15 @@ impl OwnCluster {
     /// and no kwok node, which reaches the test registry at [`Self::registry`], and fluxop's
     /// CRDs installed.
     pub async fn start_real(prefix: &str) -> Self {
+        Self::start_real_with(prefix, &[]).await
+    }
+
+    /// [`Self::start_real`] with more `hack/cluster-up.sh` arguments.
+    pub async fn start_real_with(prefix: &str, extra: &[&str]) -> Self {
         let registry = crate::registry_address();
-        Self::start_with(prefix, &["--real-nodes", "1", "--registry", &registry]).await
+        let mut args = vec!["--real-nodes", "1", "--registry", &registry];
+        args.extend_from_slice(extra);
+        Self::start_with(prefix, &args).await
     }
 
     /// Starts a fresh cluster with `hack/cluster-up.sh NAME <args>`.

@@ -234,3 +234,42 @@ impl Drop for OwnRegistry {
             .output();
     }
 }
+
+/// A Git server of a test's own (`hack/git-server-up.sh`: lighttpd and `git http-backend`
+/// over smart HTTP), with the repositories it was asked for; stopped when dropped.
+pub struct OwnGitServer {
+    pub name: String,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl OwnGitServer {
+    /// `options`: `--basic-auth user:password`, `--create REPO`.
+    pub fn start(prefix: &str, options: &[&str]) -> Self {
+        let name = format!("{prefix}-{}", std::process::id());
+        let output = Command::new(repo_root().join("hack/git-server-up.sh"))
+            .arg(&name)
+            .args(options)
+            .output()
+            .expect("hack/git-server-up.sh runs");
+        assert!(
+            output.status.success(),
+            "git-server-up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        Self { name, address }
+    }
+
+    pub fn port(&self) -> &str {
+        self.address.rsplit(':').next().expect("port")
+    }
+}
+
+impl Drop for OwnGitServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("hack/git-server-down.sh"))
+            .arg(&self.name)
+            .output();
+    }
+}

@@ -3,12 +3,24 @@
 //! own image (`hack/fluxop-image.sh`), both pushed to the test registry by `hack/test.sh`,
 //! and checks of what really runs.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use fluxop::{
+    api::FluxInstance,
+    bundle::{archive, layout::Bundle, reference::ArtifactRef, signature},
+};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{Api, Client, api::ListParams};
 
-use crate::{cluster::OwnCluster, eventually, required_env};
+use crate::{
+    cluster::{Operator, OwnCluster, instance_yaml, is_ready_at, wait_for_instance},
+    eventually, required_env, unique_repository,
+};
 
 /// The bundle directory whose image catalogs point at the Flux images built here (pushed to
 /// the test registry under `fluxcd/<controller>`).
@@ -201,4 +213,134 @@ pub fn pod_memory_kib(cluster: &OwnCluster, pod: &Pod) -> Option<(u64, u64)> {
         .parse::<u64>()
         .ok()?;
     Some((rss / 1024, peak / 1024))
+}
+
+/// A cluster with a real node, fluxop (this machine's process) in flux-system, the bundle
+/// with the images built here pushed and signed, and the public key in a Secret. Returns the
+/// bundle's `oci://GATEWAY:PORT/...` reference.
+pub struct Bed {
+    pub cluster: OwnCluster,
+    pub client: Client,
+    pub api: Api<FluxInstance>,
+    pub bundle: String,
+    pub operator: Option<Operator>,
+}
+
+impl Bed {
+    /// With `host_operator`, fluxop runs as a process of this machine against the cluster.
+    pub async fn start(prefix: &str, host_operator: bool) -> Self {
+        Self::start_with(prefix, host_operator, &[]).await
+    }
+
+    /// [`Self::start`] with more `hack/cluster-up.sh` arguments (`--expose 127.0.0.1:PORT`).
+    pub async fn start_with(prefix: &str, host_operator: bool, cluster_args: &[&str]) -> Self {
+        let started = Instant::now();
+        let cluster = OwnCluster::start_real_with(prefix, cluster_args).await;
+        println!(
+            "timing: cluster with a real node up in {:?}",
+            started.elapsed()
+        );
+        let client = cluster.client().await;
+        cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+        let signer = signature::generate_key_pair(b"").expect("key pair");
+        let files = archive::read_dir(&real_bundle_dir()).expect("bundle dir");
+        let bundle = Bundle::from_files(files).expect("bundle");
+        let repository = unique_repository(prefix);
+        let tag = ArtifactRef::parse(&format!(
+            "oci://{}/{repository}:latest",
+            crate::registry_address()
+        ))
+        .expect("reference");
+        crate::fleet::push(&tag, &archive::pack(bundle.files()), Some(&signer)).await;
+        let key: String = signer
+            .public_pem
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        cluster.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: flux-bundle-cosign\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}"
+        ));
+        let operator = match host_operator {
+            true => Some(
+                cluster
+                    .start_operator("flux-system", &["--insecure-registry", &cluster.registry()])
+                    .await,
+            ),
+            false => None,
+        };
+        let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+        let bundle = format!("oci://{}/{repository}:latest", cluster.registry());
+        Self {
+            cluster,
+            client,
+            api,
+            bundle,
+            operator,
+        }
+    }
+
+    /// The instance at `version` with `components`, the bundle verified, images from the
+    /// test registry; `extra` is appended to the spec, `annotations` to the metadata.
+    pub fn instance(
+        &self,
+        version: &str,
+        components: &[&str],
+        extra: &str,
+        annotations: &str,
+    ) -> String {
+        let components: String = components.iter().map(|c| format!("    - {c}\n")).collect();
+        let spec = format!(
+            "  distribution:\n    version: \"{version}\"\n    registry: {}/fluxcd\n    artifact: {}\n    verify:\n      provider: cosign\n      secretRef:\n        name: flux-bundle-cosign\n  components:\n{components}{extra}",
+            self.cluster.registry(),
+            self.bundle
+        );
+        let yaml = instance_yaml("flux-system", &spec);
+        if annotations.is_empty() {
+            yaml
+        } else {
+            yaml.replace(
+                "  namespace: flux-system\n",
+                &format!("  namespace: flux-system\n  annotations:\n{annotations}"),
+            )
+        }
+    }
+
+    pub async fn ready_at(&self, revision: &str, timeout: Duration) -> FluxInstance {
+        wait_for_instance(
+            &self.api,
+            timeout,
+            &format!("{revision} to be Ready"),
+            |i| is_ready_at(i, revision),
+        )
+        .await
+    }
+}
+
+/// The controllers' pods run the images of `version`'s catalog and answer on `/readyz`.
+pub async fn assert_controllers_run(
+    client: &Client,
+    version: &str,
+    controllers: &[&str],
+) -> Vec<String> {
+    let mut uids = Vec::new();
+    for controller in controllers {
+        let pods = wait_running(client, "flux-system", controller, Duration::from_secs(180)).await;
+        let digest = catalog_digest(version, controller);
+        for pod in &pods {
+            let ids = image_ids(pod);
+            assert!(
+                ids.iter().all(|id| id.ends_with(&digest)),
+                "{controller} runs {ids:?}, not the {version} image {digest}"
+            );
+            let ready = eventually(
+                Duration::from_secs(60),
+                &format!("{controller} /readyz"),
+                || async { pod_get(pod, 9440, "/readyz").filter(|(status, _)| *status == 200) },
+            )
+            .await;
+            assert_eq!(ready.0, 200);
+            uids.push(pod.metadata.uid.clone().unwrap_or_default());
+        }
+    }
+    uids
 }

@@ -8,14 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use fluxop::{
-    api::FluxInstance,
-    bundle::{archive, layout::Bundle, reference::ArtifactRef, signature},
-};
+use fluxop::bundle::{archive, reference::ArtifactRef};
 use fluxop_e2e::{
-    cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
+    cluster::{condition, exclusive, wait_for_instance},
     eventually, fluxop,
-    pods::{catalog_digest, image_ids, pod_get, real_bundle_dir, wait_running},
+    pods::{Bed, assert_controllers_run, pod_get, wait_running},
     unique_repository,
 };
 use k8s_openapi::{
@@ -30,129 +27,6 @@ use kube::{
 use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// A cluster with a real node, fluxop (this machine's process) in flux-system, the bundle
-/// with the images built here pushed and signed, and the public key in a Secret. Returns the
-/// bundle's `oci://GATEWAY:PORT/...` reference.
-struct Bed {
-    cluster: OwnCluster,
-    client: Client,
-    api: Api<FluxInstance>,
-    bundle: String,
-    _operator: Option<fluxop_e2e::cluster::Operator>,
-}
-
-impl Bed {
-    /// With `host_operator`, fluxop runs as a process of this machine against the cluster.
-    async fn start(prefix: &str, host_operator: bool) -> Self {
-        let started = Instant::now();
-        let cluster = OwnCluster::start_real(prefix).await;
-        println!(
-            "timing: cluster with a real node up in {:?}",
-            started.elapsed()
-        );
-        let client = cluster.client().await;
-        cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
-        let signer = signature::generate_key_pair(b"").expect("key pair");
-        let files = archive::read_dir(&real_bundle_dir()).expect("bundle dir");
-        let bundle = Bundle::from_files(files).expect("bundle");
-        let repository = unique_repository(prefix);
-        let tag = ArtifactRef::parse(&format!(
-            "oci://{}/{repository}:latest",
-            fluxop_e2e::registry_address()
-        ))
-        .expect("reference");
-        fluxop_e2e::fleet::push(&tag, &archive::pack(bundle.files()), Some(&signer)).await;
-        let key: String = signer
-            .public_pem
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect();
-        cluster.apply(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: flux-bundle-cosign\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}"
-        ));
-        let operator = match host_operator {
-            true => Some(
-                cluster
-                    .start_operator("flux-system", &["--insecure-registry", &cluster.registry()])
-                    .await,
-            ),
-            false => None,
-        };
-        let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-        let bundle = format!("oci://{}/{repository}:latest", cluster.registry());
-        Self {
-            cluster,
-            client,
-            api,
-            bundle,
-            _operator: operator,
-        }
-    }
-
-    /// The instance at `version` with `components`, the bundle verified, images from the
-    /// test registry; `extra` is appended to the spec, `annotations` to the metadata.
-    fn instance(
-        &self,
-        version: &str,
-        components: &[&str],
-        extra: &str,
-        annotations: &str,
-    ) -> String {
-        let components: String = components.iter().map(|c| format!("    - {c}\n")).collect();
-        let spec = format!(
-            "  distribution:\n    version: \"{version}\"\n    registry: {}/fluxcd\n    artifact: {}\n    verify:\n      provider: cosign\n      secretRef:\n        name: flux-bundle-cosign\n  components:\n{components}{extra}",
-            self.cluster.registry(),
-            self.bundle
-        );
-        let yaml = instance_yaml("flux-system", &spec);
-        if annotations.is_empty() {
-            yaml
-        } else {
-            yaml.replace(
-                "  namespace: flux-system\n",
-                &format!("  namespace: flux-system\n  annotations:\n{annotations}"),
-            )
-        }
-    }
-
-    async fn ready_at(&self, revision: &str, timeout: Duration) -> FluxInstance {
-        wait_for_instance(
-            &self.api,
-            timeout,
-            &format!("{revision} to be Ready"),
-            |i| is_ready_at(i, revision),
-        )
-        .await
-    }
-}
-
-/// The controllers' pods run the images of `version`'s catalog and answer on `/readyz`.
-async fn assert_controllers_run(
-    client: &Client,
-    version: &str,
-    controllers: &[&str],
-) -> Vec<String> {
-    let mut uids = Vec::new();
-    for controller in controllers {
-        let pods = wait_running(client, "flux-system", controller, 3 * MINUTE).await;
-        let digest = catalog_digest(version, controller);
-        for pod in &pods {
-            let ids = image_ids(pod);
-            assert!(
-                ids.iter().all(|id| id.ends_with(&digest)),
-                "{controller} runs {ids:?}, not the {version} image {digest}"
-            );
-            let ready = eventually(MINUTE, &format!("{controller} /readyz"), || async {
-                pod_get(pod, 9440, "/readyz").filter(|(status, _)| *status == 200)
-            })
-            .await;
-            assert_eq!(ready.0, 200);
-            uids.push(pod.metadata.uid.clone().unwrap_or_default());
-        }
-    }
-    uids
-}
 
 fn oci_repositories(client: &Client) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(

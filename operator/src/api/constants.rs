@@ -40,6 +40,12 @@ pub mod annotation {
     pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
     /// Flux's forced reconcile request.
     pub const FORCE_AT: &str = "reconcile.fluxcd.io/forceAt";
+    /// kustomize-controller's apply policy of an object; [`KUSTOMIZE_SSA_IGNORE`] on an
+    /// in-cluster object makes every Kustomization skip it, for apply and for prune.
+    pub const KUSTOMIZE_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
+    pub const KUSTOMIZE_SSA_IGNORE: &str = "Ignore";
+    /// kustomize-controller's prune opt-out ([`DISABLED_VALUE`]).
+    pub const KUSTOMIZE_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
 }
 
 /// Label keys on the objects fluxop renders.

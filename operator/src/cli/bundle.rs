@@ -100,7 +100,7 @@ impl RegistryArgs {
     }
 
     /// A client for the registry of `artifact`, with these flags' settings and credentials.
-    fn registry(&self, artifact: &ArtifactRef) -> Result<Registry, Error> {
+    pub(super) fn registry(&self, artifact: &ArtifactRef) -> Result<Registry, Error> {
         Ok(Registry::new(self.config(artifact)?, self.credentials()))
     }
 
@@ -190,11 +190,11 @@ pub struct KeygenArgs {
     pub output_key_prefix: String,
 }
 
-fn parse_reference(text: &str) -> Result<ArtifactRef, Error> {
+pub(super) fn parse_reference(text: &str) -> Result<ArtifactRef, Error> {
     ArtifactRef::parse(text).map_err(Error::Reference)
 }
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
+pub(super) fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {
         path: path.clone(),
         source,
@@ -202,11 +202,11 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
 }
 
 /// Progress for people: on stderr, so stdout stays the result scripts read.
-fn progress(message: std::fmt::Arguments<'_>) {
+pub(super) fn progress(message: std::fmt::Arguments<'_>) {
     eprintln!("► {message}");
 }
 
-fn cosign_password() -> Zeroizing<Vec<u8>> {
+pub(super) fn cosign_password() -> Zeroizing<Vec<u8>> {
     Zeroizing::new(
         std::env::var("COSIGN_PASSWORD")
             .unwrap_or_default()
@@ -235,7 +235,10 @@ fn versions_text(bundle: &Bundle) -> String {
 }
 
 /// The artifact pinned to the digest its tag points at now.
-async fn pinned(registry: &Registry, artifact: ArtifactRef) -> Result<ArtifactRef, Error> {
+pub(super) async fn pinned(
+    registry: &Registry,
+    artifact: ArtifactRef,
+) -> Result<ArtifactRef, Error> {
     if artifact.digest.is_some() {
         return Ok(artifact);
     }

@@ -1,6 +1,9 @@
 //! The `fluxop` command line: the operator itself (`run`) and tools for people at a terminal.
 
+mod artifact;
+mod bootstrap;
 mod bundle;
+mod flux;
 pub mod ops;
 pub use bundle::BundleCommand;
 
@@ -36,24 +39,31 @@ pub enum Command {
     /// Build Flux bundles: the OCI artifacts fluxop installs Flux from.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Publish manifests as Flux OCI artifacts: the source of a Gitless sync.
+    #[command(subcommand)]
+    Artifact(artifact::ArtifactCommand),
+    /// Hand the FluxInstance to its own sync so that Flux manages itself: apply it once, wait
+    /// until Flux runs and the sync Kustomization applies the instance from the source.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Render offline what an instance installs.
     #[command(subcommand)]
     Build(BuildCommand),
     /// Show what applying an instance would change in a live cluster (server-side dry run).
     #[command(subcommand)]
     Diff(DiffCommand),
-    /// Show the instance, the report, or the Flux objects of a cluster.
-    #[command(subcommand)]
-    Get(ops::GetCommand),
-    /// Ask the operator to reconcile the instance now.
-    #[command(subcommand)]
-    Reconcile(ReconcileCommand),
-    /// Pause reconciliation of the instance (`fluxcd.controlplane.io/reconcile: disabled`).
-    #[command(subcommand)]
-    Suspend(ops::InstanceCommand),
-    /// Resume reconciliation of the instance.
-    #[command(subcommand)]
-    Resume(ops::InstanceCommand),
+    /// Show the instance, the report, or Flux objects: `get instance`, `get report`,
+    /// `get kustomizations`, `get source git NAME`, `get all -A`. With names, exits 4 when
+    /// one is not Ready.
+    Get(ops::GetCommandArgs),
+    /// Ask for a reconcile now: `reconcile instance`, `reconcile ks NAME --with-source`.
+    Reconcile(ops::ReconcileCommandArgs),
+    /// Pause reconciliation: `suspend instance` (fluxop's `fluxcd.controlplane.io/reconcile:
+    /// disabled`), `suspend ks NAME` (Flux's `spec.suspend`).
+    Suspend(ops::SuspendCommandArgs),
+    /// Resume reconciliation (and ask for a reconcile at once).
+    Resume(ops::SuspendCommandArgs),
+    /// The Kubernetes Events of Flux objects: `events ks NAME`.
+    Events(ops::EventsArgs),
     /// Wait until the instance is Ready; exit 4 on timeout.
     #[command(subcommand)]
     Wait(WaitCommand),
@@ -63,12 +73,6 @@ pub enum Command {
     Tree(ops::GetArgs),
     /// Versions of this client, the operator and Flux in the cluster.
     Version(ops::GetArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ReconcileCommand {
-    /// Request a reconcile of the FluxInstance (`reconcile.fluxcd.io/requestedAt`).
-    Instance(ops::ReconcileArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +247,8 @@ pub enum Error {
     Manifest { path: PathBuf, reason: String },
     #[error("{0}")]
     Build(String),
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}: stopping so that the new leader alone reconciles")]
     LeadershipLost(String),
     #[error("kubeconfig {path}: {reason}")]
@@ -270,7 +276,8 @@ impl Error {
             | Error::BundleLayout { .. }
             | Error::Reference(_)
             | Error::Exists { .. }
-            | Error::Manifest { .. } => ExitCode::from(2),
+            | Error::Manifest { .. }
+            | Error::Usage(_) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -283,14 +290,15 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(args) => done(run(args).await),
         Command::Crds(args) => done(print_crds(args)),
         Command::Bundle(command) => done(bundle::execute(command).await),
+        Command::Artifact(command) => done(artifact::execute(command).await),
+        Command::Bootstrap(args) => bootstrap::bootstrap(args).await,
         Command::Build(BuildCommand::Instance(args)) => build_instance(args),
         Command::Diff(DiffCommand::Instance(args)) => diff_instance(args).await,
-        Command::Get(ops::GetCommand::Instance(args)) => ops::get_instance(args).await,
-        Command::Get(ops::GetCommand::Report(args)) => ops::get_report(args).await,
-        Command::Get(ops::GetCommand::Resources(args)) => ops::get_resources(args).await,
-        Command::Reconcile(ReconcileCommand::Instance(args)) => ops::reconcile(args).await,
-        Command::Suspend(ops::InstanceCommand::Instance(args)) => ops::suspend(args, true).await,
-        Command::Resume(ops::InstanceCommand::Instance(args)) => ops::suspend(args, false).await,
+        Command::Get(args) => ops::get_command(args).await,
+        Command::Reconcile(args) => ops::reconcile_command(args).await,
+        Command::Suspend(args) => ops::suspend_command(args, true).await,
+        Command::Resume(args) => ops::suspend_command(args, false).await,
+        Command::Events(args) => ops::events_command(args).await,
         Command::Wait(WaitCommand::Instance(args)) => ops::wait(args).await,
         Command::Stats(args) => ops::stats(args).await,
         Command::Tree(args) => ops::tree(args).await,

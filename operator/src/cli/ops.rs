@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use kube::{
     Api, Client,
@@ -19,7 +19,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Error, OutputFormat, print_structured};
+use super::{Error, OutputFormat, flux, print_structured};
 use crate::{
     api::{self, FluxInstance, FluxReport, SINGLETON_NAME, constants::annotation},
     apply::ObjectId,
@@ -39,14 +39,70 @@ pub struct ClusterArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum GetCommand {
-    /// The FluxInstance: readiness, status, revision. Exits 4 when not Ready.
-    Instance(GetArgs),
-    /// The FluxReport: distribution, controllers, reconcilers, sync.
-    Report(GetArgs),
-    /// Every Flux object (in the namespace, or all with -A): readiness, suspension, revision.
-    Resources(GetResourcesArgs),
+/// The first word of `get`, `reconcile`, `suspend`, `resume` and `events`: `instance` (the
+/// FluxInstance), `report`, `resources`, or a Flux kind with names (`kustomization NAME`,
+/// `ks NAME`, `source git NAME`, `helmreleases`, `all`), as the flux CLI spells them.
+const WHAT_HELP: &str = "What to act on: `instance`, or a Flux kind and names (`kustomization NAME`, `ks NAME`, `source git NAME`, `sources`, `helmreleases`, `image policy NAME`, `all`); `get` also knows `report` and `resources`";
+
+#[derive(Debug, Args)]
+pub struct GetCommandArgs {
+    #[arg(required = true, num_args = 1.., help = WHAT_HELP)]
+    pub what: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileCommandArgs {
+    #[arg(required = true, num_args = 1.., help = WHAT_HELP)]
+    pub what: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Reconcile the object's source first and wait for it, so the object applies the
+    /// source's newest revision.
+    #[arg(long)]
+    pub with_source: bool,
+    /// Also allow recreating objects whose immutable fields changed (`forceAt`).
+    #[arg(long)]
+    pub force: bool,
+    /// Wait for the reconcile to finish; exit 4 when it ends not Ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SuspendCommandArgs {
+    #[arg(required = true, num_args = 1.., help = WHAT_HELP)]
+    pub what: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Every object of the kind in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// (resume) Wait for the resumed objects to be reconciled; exit 4 when one is not Ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[arg(required = true, num_args = 1.., help = WHAT_HELP)]
+    pub what: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -90,12 +146,6 @@ pub struct WaitArgs {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum InstanceCommand {
-    /// The FluxInstance.
-    Instance(ClusterArgs),
-}
-
 pub async fn client(cluster: &ClusterArgs) -> Result<Client, Error> {
     match &cluster.kubeconfig {
         Some(path) => {
@@ -119,7 +169,7 @@ fn cluster_error(what: &str) -> impl Fn(kube::Error) -> Error + '_ {
 }
 
 /// Columns padded to their widest cell; the header in bold on a terminal.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -153,7 +203,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `True` green, `False` red, on a terminal only.
-fn colored(status: &str) -> String {
+pub(super) fn colored(status: &str) -> String {
     if !std::io::stdout().is_terminal() {
         return status.to_string();
     }
@@ -169,10 +219,18 @@ fn ready_condition(conditions: Option<&Vec<Condition>>) -> Option<&Condition> {
 }
 
 fn age(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
-    let Some(created) = created else {
-        return String::new();
-    };
-    let seconds = Timestamp::now().as_second() - created.0.as_second();
+    created.map_or(String::new(), |t| age_since(t.0))
+}
+
+/// The age of an RFC 3339 timestamp (`2m`, `3h`), empty when there is none.
+pub(super) fn age_of(created: Option<&str>) -> String {
+    created
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map_or(String::new(), age_since)
+}
+
+fn age_since(created: Timestamp) -> String {
+    let seconds = Timestamp::now().as_second() - created.as_second();
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -620,6 +678,93 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<ExitCode, Error> {
         (handled == Some(now.as_str())).then(|| instance_ready(instance) == Some(true))
     })
     .await
+}
+
+/// The FluxInstance's own verbs answer to `instance` (and its kind's name).
+fn names_instance(what: &[String]) -> bool {
+    what.first().is_some_and(|w| {
+        w.eq_ignore_ascii_case("instance") || w.eq_ignore_ascii_case("fluxinstance")
+    })
+}
+
+/// The cluster's Flux kinds and what `what` selects of them.
+async fn flux_selection(
+    cluster: &ClusterArgs,
+    what: &[String],
+) -> Result<(flux::Cluster, flux::Selection), Error> {
+    let cluster = flux::Cluster::connect(client(cluster).await?).await?;
+    let selection = flux::select(what, &cluster.served).map_err(Error::Usage)?;
+    Ok((cluster, selection))
+}
+
+pub async fn get_command(args: GetCommandArgs) -> Result<ExitCode, Error> {
+    let get = GetArgs {
+        cluster: args.cluster,
+        output: args.output,
+    };
+    match args.what[0].to_ascii_lowercase().as_str() {
+        "report" | "fluxreport" => get_report(get).await,
+        "resources" => {
+            get_resources(GetResourcesArgs {
+                get,
+                all_namespaces: args.all_namespaces,
+            })
+            .await
+        }
+        _ if names_instance(&args.what) => get_instance(get).await,
+        _ => {
+            let (cluster, selection) = flux_selection(&get.cluster, &args.what).await?;
+            flux::get(
+                &cluster,
+                &selection,
+                &get.cluster.namespace,
+                args.all_namespaces,
+                get.output,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn reconcile_command(args: ReconcileCommandArgs) -> Result<ExitCode, Error> {
+    if names_instance(&args.what) {
+        return reconcile(ReconcileArgs {
+            cluster: args.cluster,
+            force: args.force,
+            wait: args.wait,
+            timeout: args.timeout,
+        })
+        .await;
+    }
+    let (cluster, selection) = flux_selection(&args.cluster, &args.what).await?;
+    let options = flux::ReconcileOptions {
+        with_source: args.with_source,
+        force: args.force,
+        wait: args.wait,
+        timeout: args.timeout,
+    };
+    flux::reconcile(&cluster, &selection, &args.cluster.namespace, &options).await
+}
+
+pub async fn suspend_command(args: SuspendCommandArgs, suspended: bool) -> Result<ExitCode, Error> {
+    if names_instance(&args.what) {
+        return suspend(args.cluster, suspended).await;
+    }
+    let (cluster, selection) = flux_selection(&args.cluster, &args.what).await?;
+    flux::set_suspended(
+        &cluster,
+        &selection,
+        &args.cluster.namespace,
+        args.all,
+        suspended,
+        args.wait.then_some(args.timeout),
+    )
+    .await
+}
+
+pub async fn events_command(args: EventsArgs) -> Result<ExitCode, Error> {
+    let (cluster, selection) = flux_selection(&args.cluster, &args.what).await?;
+    flux::events(&cluster, &selection, &args.cluster.namespace, args.output).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::{
         Cluster, Component, ComponentImage, FluxInstanceSpec, Variant,
-        constants::{MANAGED_BY_VALUE, label},
+        constants::{MANAGED_BY_VALUE, annotation, label},
     },
     bundle::{
         archive::digest,
@@ -370,6 +370,11 @@ pub fn render_release(
         (label::OWNER_NAME, crate::api::SINGLETON_NAME),
         (label::OWNER_NAMESPACE, namespace),
     ];
+    let events_received = components.contains(&Component::NotificationController);
+    let flux_apply_opt_out = [
+        (annotation::KUSTOMIZE_SSA, annotation::KUSTOMIZE_SSA_IGNORE),
+        (annotation::KUSTOMIZE_PRUNE, annotation::DISABLED_VALUE),
+    ];
     let common = spec.common_metadata.clone();
     let mut images = Vec::new();
 
@@ -411,6 +416,15 @@ pub fn render_release(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        // Flux's own apply skips these and never prunes them: a Kustomization that holds the
+        // FluxInstance or still holds Flux's manifests (a `flux bootstrap` being migrated)
+        // neither fights fluxop nor deletes Flux.
+        merge_strings(
+            &mut metadata["annotations"],
+            flux_apply_opt_out
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
 
         if kind == "Deployment" {
             let name = object["metadata"]["name"]
@@ -445,6 +459,12 @@ pub fn render_release(
                     images.push(image);
                 }
                 args::edit_container(container, |list| {
+                    // Without notification-controller nobody receives events: each one
+                    // would stall its controller for retries against a name that does not
+                    // resolve (about 15 s per event).
+                    if !events_received {
+                        args::remove(list, "--events-addr");
+                    }
                     for flag in ["--events-addr", "--storage-adv-addr"] {
                         if let Some(Some(value)) = args::get(list, flag) {
                             let rewritten = service_address(value, namespace, cluster.domain());

@@ -280,6 +280,63 @@ fn common_metadata_reaches_every_object_but_cannot_override_owner_labels() {
 }
 
 #[test]
+fn flux_own_apply_and_prune_leave_every_rendered_object_alone() {
+    let synced = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nsync: {kind: GitRepository, url: 'https://git/x', ref: refs/heads/main, path: clusters/a}",
+    );
+    let rendered = render(
+        "flux-system",
+        &synced,
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    for object in &rendered.objects {
+        let annotations = &object["metadata"]["annotations"];
+        assert_eq!(
+            annotations["kustomize.toolkit.fluxcd.io/ssa"], "Ignore",
+            "{object}"
+        );
+        assert_eq!(
+            annotations["kustomize.toolkit.fluxcd.io/prune"], "disabled",
+            "{object}"
+        );
+    }
+}
+
+#[test]
+fn without_notification_controller_no_controller_sends_events() {
+    let args_of = |spec_text: &str| -> Vec<Vec<String>> {
+        let rendered = render(
+            "flux-system",
+            &spec(spec_text),
+            &vendored_bundle(),
+            &Version::new(2, 9, 4),
+        )
+        .unwrap();
+        rendered
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .map(|o| {
+                serde_json::from_value(
+                    o["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+                )
+                .unwrap_or_default()
+            })
+            .collect()
+    };
+    let sends_events = |args: &Vec<String>| args.iter().any(|a| a.starts_with("--events-addr"));
+    let without = args_of(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncomponents: [source-controller, kustomize-controller]",
+    );
+    assert_eq!(without.len(), 2);
+    assert!(!without.iter().any(sends_events));
+    let with = args_of("distribution: {version: '2.x', registry: ghcr.io/fluxcd}");
+    assert!(with.iter().filter(|a| sends_events(a)).count() >= 3);
+}
+
+#[test]
 fn turning_network_policies_off_leaves_them_out() {
     let open = spec(
         "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncluster: {networkPolicy: false}",
