@@ -8,6 +8,7 @@
 #   hack/bench.sh fleet      fleet convergence with 1, 3 and 5 member clusters
 #   hack/bench.sh pods       the lifecycle with real pods (fluxop in the cluster) next to kwok;
 #                            fluxop's pod memory from its cgroup (needs root)
+#   hack/bench.sh gitops     publish -> app updated on a real node, OCI and Git (needs root)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -26,7 +27,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -54,4 +55,13 @@ if [ "$which" = all ] || [ "$which" = pods ]; then
   FLUXOP_E2E_FLUXOP_IMAGE="$(hack/fluxop-image.sh --push "$FLUXOP_E2E_REGISTRY/fluxop/fluxop:bench" --insecure | tail -n 1)"
   log "lifecycle with real pods and on kwok nodes (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench pods
+fi
+if [ "$which" = all ] || [ "$which" = gitops ]; then
+  export FLUXOP_E2E_REGISTRY FLUXOP_E2E_REAL_BUNDLE
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  hack/testbed-build.sh node >/dev/null
+  FLUXOP_E2E_REAL_BUNDLE="$(hack/flux-images.sh --push "$FLUXOP_E2E_REGISTRY" \
+    --bundle "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-bundle" v2.9.4:source-controller,kustomize-controller | tail -n 1)"
+  log "publish -> app updated, OCI and Git, on a real node (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench gitops
 fi

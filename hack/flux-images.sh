@@ -30,7 +30,9 @@
 # every controller of v2.9.4 is served; of v2.8.8 only source-controller (v1.8.5); of v2.7.5
 # only kustomize-controller (v1.7.3); of v2.6.4 only notification-controller (v1.6.0). A
 # controller the proxy does not serve cannot be built here, and no other version stands in
-# for it: the catalog would lie about what runs.
+# for it: the catalog would lie about what runs. Of v2.9.5 (a release newer than the
+# vendored ones, rebuilt from module sources by hack/flux-release.sh) the proxy serves
+# source, kustomize and helm controllers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -128,12 +130,23 @@ served_neighbour() {
   return 1
 }
 
+# release_dir VERSION: the release's manifests: vendored in manifests-bundle/, or rebuilt
+# from the Go module proxy by hack/flux-release.sh (a release newer than the vendored ones).
+release_dir() {
+  local dir
+  for dir in "$REPO_ROOT/manifests-bundle/flux/$1" "$CACHE/flux-releases/$1"; do
+    if [ -f "$dir/rbac.yaml" ]; then echo "$dir"; return 0; fi
+  done
+  return 1
+}
+
 # build_release VERSION CONTROLLER...: builds (or reuses) the images; writes
 # $CACHE/flux-images/VERSION/{catalog.yaml,layouts/<controller>}.
 build_release() {
   local VERSION=$1; shift
-  local RELEASE="$REPO_ROOT/manifests-bundle/flux/$VERSION" OUT="$CACHE/flux-images/$VERSION"
-  [ -d "$RELEASE" ] || die "Flux $VERSION is not vendored: run hack/vendor-flux.sh $VERSION first"
+  local RELEASE OUT="$CACHE/flux-images/$VERSION"
+  RELEASE="$(release_dir "$VERSION")" \
+    || die "Flux $VERSION is neither vendored (hack/vendor-flux.sh $VERSION) nor rebuilt from the Go module proxy (hack/flux-release.sh $VERSION)"
   mkdir -p "$OUT/layouts"
   echo "images:" > "$OUT/catalog.yaml.new"
   local controller manifest tag dir
@@ -202,6 +215,15 @@ cp -r "$REPO_ROOT/manifests-bundle/." "$BUNDLE/"
 for version in "${versions[@]}"; do
   catalog="$BUNDLE/flux-images/$version/upstream-alpine.yaml"
   mkdir -p "$(dirname "$catalog")"
+  if [ ! -d "$BUNDLE/flux/$version" ]; then
+    # A release rebuilt from the proxy joins the bundle with a catalog of its own tags.
+    mkdir -p "$BUNDLE/flux/$version"
+    cp "$(release_dir "$version")"/*.yaml "$BUNDLE/flux/$version/"
+    { echo "images:"
+      grep -hoE 'image: fluxcd/[a-z-]+:v[0-9.]+' "$BUNDLE/flux/$version"/*.yaml | sort -u \
+        | sed -E 's#image: fluxcd/([a-z-]+):(v[0-9.]+)#  - name: ghcr.io/fluxcd/\1\n    newTag: \2#'
+    } > "$catalog"
+  fi
   merge_catalog "$( [ -f "$catalog" ] && echo "$catalog" )" "$CACHE/flux-images/$version/catalog.yaml" > "$catalog.new"
   mv "$catalog.new" "$catalog"
 done

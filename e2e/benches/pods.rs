@@ -69,7 +69,7 @@ async fn rounds(cluster: &OwnCluster, bundle: &str, images: &str) -> Figures {
     };
     for _ in 0..RUNS {
         let started = Instant::now();
-        cluster.apply(&spec("2.9.x", ""));
+        cluster.apply(&spec("2.9.4", ""));
         wait_for_instance(&api, 5 * minute, "install", |i| is_ready_at(i, "v2.9.4@")).await;
         figures.install.push(started.elapsed());
 
@@ -83,7 +83,7 @@ async fn rounds(cluster: &OwnCluster, bundle: &str, images: &str) -> Figures {
         })
         .await;
         let started = Instant::now();
-        cluster.apply(&spec("2.9.x", source_only));
+        cluster.apply(&spec("2.9.4", source_only));
         wait_for_instance(&api, 5 * minute, "upgrade", |i| is_ready_at(i, "v2.9.4@")).await;
         figures.upgrade.push(started.elapsed());
 

@@ -146,7 +146,7 @@ async fn flux_from_a_signed_bundle_runs_on_a_real_node_and_upgrades_with_its_pod
     // Upgrade by editing the version: a new pod with the 2.9.4 image, the 2.9.4 CRDs.
     let started = Instant::now();
     bed.cluster
-        .apply(&bed.instance("2.9.x", &controllers, "", ""));
+        .apply(&bed.instance("2.9.4", &controllers, "", ""));
     bed.ready_at("v2.9.4@", 5 * MINUTE).await;
     let after = assert_controllers_run(&bed.client, "v2.9.4", &controllers).await;
     println!(
@@ -185,7 +185,7 @@ async fn a_crash_looping_controller_is_rolled_back_to_the_previous_revision_and_
     let controllers = ["source-controller", "kustomize-controller"];
     let timeout = "    fluxcd.controlplane.io/reconcileTimeout: 40s\n";
     bed.cluster
-        .apply(&bed.instance("2.9.x", &controllers, "", timeout));
+        .apply(&bed.instance("2.9.4", &controllers, "", timeout));
     let good = bed.ready_at("v2.9.4@", 5 * MINUTE).await;
     let good_revision = good
         .status
@@ -198,7 +198,7 @@ async fn a_crash_looping_controller_is_rolled_back_to_the_previous_revision_and_
     let bad_flag = "  kustomize:\n    patches:\n      - target:\n          kind: Deployment\n          name: kustomize-controller\n        patch: |\n          - op: add\n            path: /spec/template/spec/containers/0/args/-\n            value: --no-such-flag\n";
     let started = Instant::now();
     bed.cluster
-        .apply(&bed.instance("2.9.x", &controllers, bad_flag, timeout));
+        .apply(&bed.instance("2.9.4", &controllers, bad_flag, timeout));
     let rolled = wait_for_instance(&bed.api, 4 * MINUTE, "the rollback", |i| {
         condition(i, "Stalled").is_some_and(|c| {
             c.reason == "RolledBack" && c.observed_generation == i.metadata.generation
@@ -410,7 +410,7 @@ async fn fluxop_runs_in_the_cluster_from_its_chart_and_from_deploy_and_hands_ove
     let controllers = ["source-controller", "kustomize-controller"];
     let started = Instant::now();
     bed.cluster
-        .apply(&bed.instance("2.9.x", &controllers, "", ""));
+        .apply(&bed.instance("2.9.4", &controllers, "", ""));
     let installed = bed.ready_at("v2.9.4@", 5 * MINUTE).await;
     println!(
         "timing: in-cluster fluxop installed Flux to Ready in {:?}",

@@ -113,8 +113,46 @@ async fn write(ctx: &Context, spec: &FluxReportSpec) -> Result<Option<Duration>,
     Ok(every)
 }
 
-/// Reports on the interval and whenever `poke` is notified, until the task is dropped.
+/// The annotations on the FluxReport that ask for a report: a new `reconcileEvery` (so a
+/// shorter interval takes effect now, not after the current one) and Flux's `requestedAt`.
+fn report_requests(report: &FluxReport) -> (Option<String>, Option<String>) {
+    let annotations = report.annotations();
+    (
+        annotations.get(annotation::RECONCILE_EVERY).cloned(),
+        annotations.get(annotation::REQUESTED_AT).cloned(),
+    )
+}
+
+/// Notifies `poke` whenever someone changes the report's request annotations. The report's
+/// own writes (spec, status) change neither, so they do not loop back here.
+async fn watch_requests(ctx: Arc<Context>, poke: Arc<Notify>) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api = Api::<FluxReport>::namespaced(ctx.client.clone(), &ctx.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={SINGLETON_NAME}"));
+    let mut seen: Option<(Option<String>, Option<String>)> = None;
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(report) | watcher::Event::InitApply(report)) => {
+                let requests = report_requests(&report);
+                if seen.as_ref().is_some_and(|s| *s != requests) {
+                    tracing::info!("the FluxReport asked for a report");
+                    poke.notify_one();
+                }
+                seen = Some(requests);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "watching the FluxReport's annotations"),
+        }
+    }
+}
+
+/// Reports on the interval and whenever `poke` is notified (an instance reconcile changed
+/// something, or the report's annotations asked), until the task is dropped.
 pub async fn run(ctx: Arc<Context>, default_interval: Duration, poke: Arc<Notify>) {
+    let requests = tokio::spawn(watch_requests(ctx.clone(), poke.clone()));
+    let _stop_watching = AbortOnDrop(requests);
     loop {
         // The report's `reconcileEvery` annotation wins over the flag.
         let wait = match refresh(&ctx).await {
@@ -129,5 +167,14 @@ pub async fn run(ctx: Arc<Context>, default_interval: Duration, poke: Arc<Notify
             _ = tokio::time::sleep(wait) => {}
             _ = poke.notified() => {}
         }
+    }
+}
+
+/// Aborts the task when the reporter itself is dropped (leadership lost, shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,0 +1,222 @@
+//! Bench: publish -> the sample app updated in the cluster, on a real node with the real
+//! source and kustomize controllers, for an OCI artifact (`fluxop artifact push`, signed and
+//! verified by Flux) and for a Git push to the test bed's Git server. Each round changes the
+//! app's ConfigMap, publishes, runs `fluxop reconcile ks flux-system --with-source --wait` (what
+//! a pipeline does after publishing) and stops the clock when the cluster has the new value.
+//! fluxop (release build) runs on this machine. Run with `hack/bench.sh gitops`; prints
+//! figures, asserts nothing.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use fluxop_e2e::{OwnGitServer, fluxop_bin, pods::Bed, repo_root, unique_repository};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{Api, Client};
+
+const ROUNDS: usize = 5;
+const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
+
+fn run(bed: &Bed, args: &[&str]) {
+    let output = Command::new(fluxop_bin())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&bed.cluster.kubeconfig)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .expect("fluxop runs");
+    assert!(
+        output.status.success(),
+        "fluxop {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn local(args: &[&str]) {
+    let output = Command::new(fluxop_bin())
+        .args(args)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .expect("fluxop runs");
+    assert!(
+        output.status.success(),
+        "fluxop {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}");
+}
+
+fn write_app(dir: &Path, greeting: &str) {
+    std::fs::create_dir_all(dir).expect("app dir");
+    std::fs::write(
+        dir.join("app.yaml"),
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: default\ndata:\n  greeting: \"{greeting}\"\n"
+        ),
+    )
+    .expect("write app");
+}
+
+async fn wait_greeting(client: &Client, expected: &str) {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let value = api
+            .get_opt("app")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.data?.get("greeting").cloned());
+        if value.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "greeting {expected} never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let s = |d: Duration| d.as_secs_f64();
+    println!(
+        "{name:<44} n={:<2} median {:>6.2} s   min {:>6.2} s   max {:>6.2} s",
+        samples.len(),
+        s(samples[samples.len() / 2]),
+        s(samples[0]),
+        s(samples[samples.len() - 1])
+    );
+}
+
+async fn oci() -> Vec<Duration> {
+    let bed = Bed::start("bench-oci", true).await;
+    let work = repo_root()
+        .join("target")
+        .join(format!("bench-gitops-oci-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    let prefix = work.join("sync");
+    local(&[
+        "bundle",
+        "keygen",
+        "--output-key-prefix",
+        prefix.to_str().expect("path"),
+    ]);
+    let key = work.join("sync.key");
+    let repository = unique_repository("bench-sync");
+    let push_to = format!(
+        "oci://{}/{repository}:latest",
+        fluxop_e2e::registry_address()
+    );
+    let source = work.join("source");
+    let publish = |greeting: &str| {
+        write_app(&source.join("app"), greeting);
+        local(&[
+            "artifact",
+            "push",
+            source.to_str().expect("path"),
+            &push_to,
+            "--insecure",
+            "--sign-key",
+            key.to_str().expect("path"),
+        ]);
+    };
+    publish("0");
+    bed.cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sync-cosign",
+        "-n",
+        "flux-system",
+        &format!("--from-file=cosign.pub={}", work.join("sync.pub").display()),
+    ]);
+    let sync = format!(
+        "  sync:\n    kind: OCIRepository\n    url: oci://{}/{repository}\n    ref: latest\n    path: app\n  kustomize:\n    patches:\n      - target:\n          kind: OCIRepository\n        patch: |\n          - op: add\n            path: /spec/insecure\n            value: true\n          - op: add\n            path: /spec/verify\n            value: {{provider: cosign, secretRef: {{name: sync-cosign}}}}\n",
+        bed.cluster.registry()
+    );
+    bed.cluster
+        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
+    bed.ready_at("v2.9.4@", Duration::from_secs(300)).await;
+    wait_greeting(&bed.client, "0").await;
+    let mut samples = Vec::new();
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        publish(&round.to_string());
+        run(
+            &bed,
+            &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
+        );
+        wait_greeting(&bed.client, &round.to_string()).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+async fn git_push() -> Vec<Duration> {
+    let server = OwnGitServer::start("bench", &["--create", "fleet"]);
+    let bed = Bed::start_with("bench-git", true, &["--expose", &server.address]).await;
+    let work = repo_root()
+        .join("target")
+        .join(format!("bench-gitops-git-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    let remote = format!("http://{}/fleet.git", server.address);
+    git(&work, &["init", "-q", "-b", "main"]);
+    let push = |greeting: &str| {
+        write_app(&work.join("app"), greeting);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", greeting]);
+        git(&work, &["push", "-q", &remote, "main"]);
+    };
+    push("0");
+    let sync = format!(
+        "  sync:\n    kind: GitRepository\n    url: http://{}:{}/fleet.git\n    ref: refs/heads/main\n    path: app\n",
+        bed.cluster.gateway(),
+        server.port()
+    );
+    bed.cluster
+        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
+    bed.ready_at("v2.9.4@", Duration::from_secs(300)).await;
+    wait_greeting(&bed.client, "0").await;
+    let mut samples = Vec::new();
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        push(&round.to_string());
+        run(
+            &bed,
+            &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
+        );
+        wait_greeting(&bed.client, &round.to_string()).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+#[tokio::main]
+async fn main() {
+    let oci = oci().await;
+    let git = git_push().await;
+    println!("publish -> app updated on a real node, {ROUNDS} rounds each:");
+    summary("OCI: artifact push (signed) + reconcile", oci);
+    summary("Git: commit + push + reconcile", git);
+}
