@@ -352,6 +352,8 @@ async fn an_oci_artifact_syncs_an_app_whose_pod_runs_and_flux_keeps_it_as_publis
     // Events of the Kustomization, and exit codes scripts can trust.
     let events = fluxop_ok(&bed, &["events", "ks", "flux-system"]);
     assert!(events.contains("ReconciliationSucceeded"), "{events}");
+    let logs = fluxop_ok(&bed, &["logs", "kustomize-controller", "--tail", "200"]);
+    assert!(logs.contains("\"msg\""), "{logs}");
     assert_eq!(fluxop_on(&bed, &["get", "ks", "no-such"]).0, 1);
     assert_eq!(fluxop_on(&bed, &["get", "kustomisations"]).0, 2);
     assert_eq!(fluxop_on(&bed, &["suspend", "ks"]).0, 2);
@@ -685,4 +687,106 @@ fn get_json_instance(bed: &Bed) -> Value {
     let (code, stdout, stderr) = fluxop_on(bed, &["get", "instance", "-o", "json"]);
     assert!(code == 0 || code == 4, "exit code {code}: {stderr}");
     serde_json::from_str(&stdout).expect("instance json")
+}
+
+#[tokio::test]
+async fn a_helm_release_synced_from_the_source_installs_a_chart_from_the_registry() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let bed = Bed::start("gitops-helm", true).await;
+    let image = app_image_in(&bed.cluster);
+    let work = work_dir("helm");
+
+    // A chart, packaged and pushed to the registry as OCI with the Helm CLI.
+    let chart = work.join("chart");
+    std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: app-chart\nversion: 0.1.0\n",
+    )
+    .expect("write chart");
+    std::fs::write(chart.join("values.yaml"), "greeting: hello\nimage: none\n").expect("values");
+    std::fs::write(
+        chart.join("templates/app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  greeting: {{ .Values.greeting | quote }}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: app}\n  template:\n    metadata:\n      labels: {app: app}\n    spec:\n      containers:\n        - name: app\n          image: {{ .Values.image }}\n",
+    )
+    .expect("template");
+    let helm = |args: &[&str]| {
+        let output = fluxop_e2e::pods::helm()
+            .args(args)
+            .output()
+            .expect("helm runs");
+        assert!(
+            output.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    helm(&[
+        "package",
+        chart.to_str().expect("path"),
+        "-d",
+        work.to_str().expect("path"),
+    ]);
+    let charts = unique_repository("charts");
+    helm(&[
+        "push",
+        work.join("app-chart-0.1.0.tgz").to_str().expect("path"),
+        &format!("oci://{}/{charts}", fluxop_e2e::registry_address()),
+        "--plain-http",
+    ]);
+
+    // The synced source holds the chart's OCIRepository and the HelmRelease.
+    let source = work.join("source");
+    std::fs::create_dir_all(source.join("apps")).expect("source dir");
+    std::fs::write(
+        source.join("apps/release.yaml"),
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: app-chart\n  namespace: flux-system\nspec:\n  interval: 10m\n  url: oci://{}/{charts}/app-chart\n  ref:\n    tag: 0.1.0\n  insecure: true\n  layerSelector:\n    mediaType: application/vnd.cncf.helm.chart.content.v1.tar+gzip\n    operation: copy\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  interval: 10m\n  targetNamespace: apps\n  install:\n    createNamespace: true\n  chartRef:\n    kind: OCIRepository\n    name: app-chart\n  values:\n    greeting: hola\n    image: {image}\n",
+            bed.cluster.registry()
+        ),
+    )
+    .expect("write release");
+    let repository = unique_repository("helm-sync");
+    fluxop_local(&[
+        "artifact",
+        "push",
+        source.to_str().expect("path"),
+        &format!(
+            "oci://{}/{repository}:latest",
+            fluxop_e2e::registry_address()
+        ),
+        "--insecure",
+    ]);
+    let sync = format!(
+        "  sync:\n    kind: OCIRepository\n    url: oci://{}/{repository}\n    ref: latest\n    path: apps\n  kustomize:\n    patches:\n      - target:\n          kind: OCIRepository\n        patch: |\n          - op: add\n            path: /spec/insecure\n            value: true\n",
+        bed.cluster.registry()
+    );
+    let started = Instant::now();
+    bed.cluster.apply(&bed.instance(
+        "2.9.4",
+        &[
+            "source-controller",
+            "kustomize-controller",
+            "helm-controller",
+        ],
+        &sync,
+        "",
+    ));
+    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
+    wait_running(&bed.client, "apps", "app", 4 * MINUTE).await;
+    println!(
+        "timing: instance applied -> the chart's pod Running in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(greeting(&bed.client).await.as_deref(), Some("hola"));
+    let release = eventually(MINUTE, "the HelmRelease Ready", || async {
+        let release = get_json(&bed, &["helmrelease", "app"]);
+        has_condition(&release, "Ready", "True").then_some(release)
+    })
+    .await;
+    assert!(
+        release["status"]["history"].to_string().contains("0.1.0"),
+        "{release}"
+    );
+    assert_eq!(fluxop_on(&bed, &["get", "hr", "app"]).0, 0);
 }

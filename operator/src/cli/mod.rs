@@ -64,6 +64,8 @@ pub enum Command {
     Resume(ops::SuspendCommandArgs),
     /// The Kubernetes Events of Flux objects: `events ks NAME`.
     Events(ops::EventsArgs),
+    /// The logs of a Flux controller's pods: `logs kustomize-controller --tail 50`.
+    Logs(ops::LogsArgs),
     /// Wait until the instance is Ready; exit 4 on timeout.
     #[command(subcommand)]
     Wait(WaitCommand),
@@ -299,6 +301,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Command::Suspend(args) => ops::suspend_command(args, true).await,
         Command::Resume(args) => ops::suspend_command(args, false).await,
         Command::Events(args) => ops::events_command(args).await,
+        Command::Logs(args) => ops::logs(args).await,
         Command::Wait(WaitCommand::Instance(args)) => ops::wait(args).await,
         Command::Stats(args) => ops::stats(args).await,
         Command::Tree(args) => ops::tree(args).await,

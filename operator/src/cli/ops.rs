@@ -680,6 +680,61 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<ExitCode, Error> {
     .await
 }
 
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The controller: `source-controller`, `kustomize-controller`, ... (its pods' `app` label).
+    pub controller: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Lines from the end of each pod's log.
+    #[arg(long, default_value_t = 100)]
+    pub tail: i64,
+    /// Only lines newer than this, e.g. `10m`.
+    #[arg(long, value_parser = super::parse_duration)]
+    pub since: Option<Duration>,
+}
+
+/// `logs CONTROLLER`: the log of each of the controller's pods, oldest pod first.
+pub async fn logs(args: LogsArgs) -> Result<ExitCode, Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, LogParams};
+    let client = client(&args.cluster).await?;
+    let pods = Api::<Pod>::namespaced(client, &args.cluster.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&format!("app={}", args.controller)))
+        .await
+        .map_err(cluster_error("listing pods"))?
+        .items;
+    if list.is_empty() {
+        return Err(Error::Build(format!(
+            "no pods of {} in {}",
+            args.controller, args.cluster.namespace
+        )));
+    }
+    list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let several = list.len() > 1;
+    for pod in &list {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let params = LogParams {
+            tail_lines: Some(args.tail),
+            since_seconds: args.since.map(|d| d.as_secs() as i64),
+            ..LogParams::default()
+        };
+        let text = pods
+            .logs(&name, &params)
+            .await
+            .map_err(cluster_error(&format!("reading the log of {name}")))?;
+        for line in text.lines() {
+            if several {
+                println!("{name} {line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The FluxInstance's own verbs answer to `instance` (and its kind's name).
 fn names_instance(what: &[String]) -> bool {
     what.first().is_some_and(|w| {
