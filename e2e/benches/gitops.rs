@@ -8,60 +8,26 @@
 
 use std::{
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use fluxop_e2e::{OwnGitServer, fluxop_bin, pods::Bed, repo_root, unique_repository};
+use fluxop_e2e::{
+    OwnGitServer, bench_summary,
+    gitops::{fluxop_local, fluxop_on, git, git_sync, oci_sync},
+    pods::Bed,
+    repo_root, unique_repository,
+};
+
+/// `fluxop <args>` against the bed's cluster, which must succeed.
+fn run(bed: &Bed, args: &[&str]) {
+    let (code, _, stderr) = fluxop_on(&bed.cluster.kubeconfig, args);
+    assert_eq!(code, 0, "fluxop {args:?}: {stderr}");
+}
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 const ROUNDS: usize = 5;
 const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
-
-fn run(bed: &Bed, args: &[&str]) {
-    let output = Command::new(fluxop_bin())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&bed.cluster.kubeconfig)
-        .env("COSIGN_PASSWORD", "")
-        .output()
-        .expect("fluxop runs");
-    assert!(
-        output.status.success(),
-        "fluxop {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn local(args: &[&str]) {
-    let output = Command::new(fluxop_bin())
-        .args(args)
-        .env("COSIGN_PASSWORD", "")
-        .output()
-        .expect("fluxop runs");
-    assert!(
-        output.status.success(),
-        "fluxop {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}");
-}
 
 fn write_app(dir: &Path, greeting: &str) {
     std::fs::create_dir_all(dir).expect("app dir");
@@ -95,18 +61,6 @@ async fn wait_greeting(client: &Client, expected: &str) {
     }
 }
 
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let s = |d: Duration| d.as_secs_f64();
-    println!(
-        "{name:<44} n={:<2} median {:>6.2} s   min {:>6.2} s   max {:>6.2} s",
-        samples.len(),
-        s(samples[samples.len() / 2]),
-        s(samples[0]),
-        s(samples[samples.len() - 1])
-    );
-}
-
 async fn oci() -> Vec<Duration> {
     let bed = Bed::start("bench-oci", true).await;
     let work = repo_root()
@@ -115,7 +69,7 @@ async fn oci() -> Vec<Duration> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("work dir");
     let prefix = work.join("sync");
-    local(&[
+    fluxop_local(&[
         "bundle",
         "keygen",
         "--output-key-prefix",
@@ -130,7 +84,7 @@ async fn oci() -> Vec<Duration> {
     let source = work.join("source");
     let publish = |greeting: &str| {
         write_app(&source.join("app"), greeting);
-        local(&[
+        fluxop_local(&[
             "artifact",
             "push",
             source.to_str().expect("path"),
@@ -150,9 +104,12 @@ async fn oci() -> Vec<Duration> {
         "flux-system",
         &format!("--from-file=cosign.pub={}", work.join("sync.pub").display()),
     ]);
-    let sync = format!(
-        "  sync:\n    kind: OCIRepository\n    url: oci://{}/{repository}\n    ref: latest\n    path: app\n  kustomize:\n    patches:\n      - target:\n          kind: OCIRepository\n        patch: |\n          - op: add\n            path: /spec/insecure\n            value: true\n          - op: add\n            path: /spec/verify\n            value: {{provider: cosign, secretRef: {{name: sync-cosign}}}}\n",
-        bed.cluster.registry()
+    let sync = oci_sync(
+        &bed.cluster.registry(),
+        &repository,
+        "app",
+        Some("sync-cosign"),
+        "",
     );
     bed.cluster
         .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
@@ -189,10 +146,10 @@ async fn git_push() -> Vec<Duration> {
         git(&work, &["push", "-q", &remote, "main"]);
     };
     push("0");
-    let sync = format!(
-        "  sync:\n    kind: GitRepository\n    url: http://{}:{}/fleet.git\n    ref: refs/heads/main\n    path: app\n",
-        bed.cluster.gateway(),
-        server.port()
+    let sync = git_sync(
+        &format!("{}:{}", bed.cluster.gateway(), server.port()),
+        "app",
+        None,
     );
     bed.cluster
         .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
@@ -217,6 +174,6 @@ async fn main() {
     let oci = oci().await;
     let git = git_push().await;
     println!("publish -> app updated on a real node, {ROUNDS} rounds each:");
-    summary("OCI: artifact push (signed) + reconcile", oci);
-    summary("Git: commit + push + reconcile", git);
+    bench_summary("OCI: artifact push (signed) + reconcile", oci);
+    bench_summary("Git: commit + push + reconcile", git);
 }

@@ -14,6 +14,7 @@ use fluxop::{
     bundle::{archive, layout::Bundle, reference::ArtifactRef},
 };
 use fluxop_e2e::{
+    bench_summary,
     cluster::{OwnCluster, drift_revert, instance_yaml, is_ready_at, uninstall, wait_for_instance},
     pods::{deploy_overlay, fluxop_image_in, pod_memory_kib, pods, real_bundle_dir},
     registry_address, unique_repository,
@@ -21,18 +22,6 @@ use fluxop_e2e::{
 use kube::Api;
 
 const RUNS: usize = 3;
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let s = |d: Duration| d.as_secs_f64();
-    println!(
-        "{name:<44} n={:<2} median {:>6.2} s   min {:>6.2} s   max {:>6.2} s",
-        samples.len(),
-        s(samples[samples.len() / 2]),
-        s(samples[0]),
-        s(samples[samples.len() - 1])
-    );
-}
 
 fn median(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
@@ -179,8 +168,8 @@ fn main() {
             ("uninstall (instance gone)", real.uninstall, kwok.uninstall),
         ] {
             let ratio = median(real.clone()) / median(kwok.clone()).max(1e-6);
-            summary(&format!("real pods: {name}"), real);
-            summary(&format!("kwok:      {name}"), kwok);
+            bench_summary(&format!("real pods: {name}"), real);
+            bench_summary(&format!("kwok:      {name}"), kwok);
             println!("{:<44} real/kwok = {ratio:.1}x", "");
         }
         match memory {

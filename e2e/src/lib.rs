@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod fleet;
+pub mod gitops;
 pub mod pods;
 
 use std::{
@@ -272,4 +273,17 @@ impl Drop for OwnGitServer {
             .arg(&self.name)
             .output();
     }
+}
+
+/// A bench figure: median, min and max of `samples`.
+pub fn bench_summary(name: &str, mut samples: Vec<std::time::Duration>) {
+    samples.sort();
+    let s = |d: std::time::Duration| d.as_secs_f64();
+    println!(
+        "{name:<44} n={:<2} median {:>6.2} s   min {:>6.2} s   max {:>6.2} s",
+        samples.len(),
+        s(samples[samples.len() / 2]),
+        s(samples[0]),
+        s(samples[samples.len() - 1])
+    );
 }

@@ -10,14 +10,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use fluxop_e2e::{
     OwnGitServer,
     cluster::exclusive,
-    eventually, fluxop_bin,
+    eventually,
+    gitops::{self, fluxop_local, git_sync, oci_sync},
     pods::{Bed, app_image_in, assert_controllers_run, wait_running},
     repo_root, unique_repository,
 };
@@ -30,18 +30,7 @@ const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
 
 /// `fluxop <args>` against the bed's cluster: exit code, stdout, stderr.
 fn fluxop_on(bed: &Bed, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(fluxop_bin())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&bed.cluster.kubeconfig)
-        .env("COSIGN_PASSWORD", "")
-        .output()
-        .expect("fluxop runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    gitops::fluxop_on(&bed.cluster.kubeconfig, args)
 }
 
 /// `fluxop <args>` that must succeed; returns stdout.
@@ -49,21 +38,6 @@ fn fluxop_ok(bed: &Bed, args: &[&str]) -> String {
     let (code, stdout, stderr) = fluxop_on(bed, args);
     assert_eq!(code, 0, "fluxop {args:?}: {stdout}{stderr}");
     stdout
-}
-
-/// `fluxop <args>` without a cluster (publishing, keys).
-fn fluxop_local(args: &[&str]) -> String {
-    let output = Command::new(fluxop_bin())
-        .args(args)
-        .env("COSIGN_PASSWORD", "")
-        .output()
-        .expect("fluxop runs");
-    assert!(
-        output.status.success(),
-        "fluxop {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A fresh directory under `target/` for a test's files.
@@ -166,6 +140,20 @@ fn reconciler_stats(report: &Value, kind: &str) -> Value {
         .unwrap_or_else(|| panic!("no {kind} in {report}"))
 }
 
+/// Installs Flux 2.9.4's source and kustomize controllers with `sync`, and waits until the
+/// synced app's pod runs.
+async fn install_synced(bed: &Bed, sync: &str) {
+    let started = Instant::now();
+    bed.cluster
+        .apply(&bed.instance("2.9.4", &CONTROLLERS, sync, ""));
+    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
+    wait_running(&bed.client, "apps", "app", 4 * MINUTE).await;
+    println!(
+        "timing: instance applied -> synced app pod Running in {:?}",
+        started.elapsed()
+    );
+}
+
 /// Publishes `dir` as the signed artifact `reference`; returns the pinned reference.
 fn publish(dir: &Path, reference: &str, key: &Path, revision: &str) -> String {
     fluxop_local(&[
@@ -221,19 +209,14 @@ async fn an_oci_artifact_syncs_an_app_whose_pod_runs_and_flux_keeps_it_as_publis
     ]);
     // The registry speaks plain HTTP and the Kustomization checks for drift every 15 s:
     // both set with the instance's own patches, as a user would.
-    let sync = format!(
-        "  sync:\n    kind: OCIRepository\n    url: oci://{}/{repository}\n    ref: latest\n    path: app\n  kustomize:\n    patches:\n      - target:\n          kind: OCIRepository\n        patch: |\n          - op: add\n            path: /spec/insecure\n            value: true\n          - op: add\n            path: /spec/verify\n            value: {{provider: cosign, secretRef: {{name: sync-cosign}}}}\n      - target:\n          kind: Kustomization\n        patch: |\n          - op: replace\n            path: /spec/interval\n            value: 15s\n",
-        bed.cluster.registry()
+    let sync = oci_sync(
+        &bed.cluster.registry(),
+        &repository,
+        "app",
+        Some("sync-cosign"),
+        "      - target:\n          kind: Kustomization\n        patch: |\n          - op: replace\n            path: /spec/interval\n            value: 15s\n",
     );
-    let started = Instant::now();
-    bed.cluster
-        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
-    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
-    wait_running(&bed.client, "apps", "app", 4 * MINUTE).await;
-    println!(
-        "timing: instance applied -> synced app pod Running in {:?}",
-        started.elapsed()
-    );
+    install_synced(&bed, &sync).await;
     let source_object = get_json(&bed, &["source", "oci", "flux-system"]);
     assert!(
         has_condition(&source_object, "SourceVerified", "True"),
@@ -369,26 +352,7 @@ async fn a_git_repository_behind_basic_auth_syncs_an_app_and_a_commit_reaches_th
     let bed = Bed::start_with("gitops-git", true, &["--expose", &git.address]).await;
     let image = app_image_in(&bed.cluster);
     let work = work_dir("git");
-    let git_in = |args: &[&str]| {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(&work)
-            .args([
-                "-c",
-                "user.name=e2e",
-                "-c",
-                "user.email=e2e@example.invalid",
-            ])
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    };
+    let git_in = |args: &[&str]| gitops::git(&work, args);
     let remote = format!("http://flux:s3cret@{}/fleet.git", git.address);
     git_in(&["init", "-q", "-b", "main"]);
     write_app(&work, "clusters/test/app", &image, "hello", false);
@@ -407,20 +371,12 @@ async fn a_git_repository_behind_basic_auth_syncs_an_app_and_a_commit_reaches_th
         "--from-literal=username=flux",
         "--from-literal=password=s3cret",
     ]);
-    let sync = format!(
-        "  sync:\n    kind: GitRepository\n    url: http://{}:{}/fleet.git\n    ref: refs/heads/main\n    path: clusters/test\n    pullSecret: git-auth\n",
-        bed.cluster.gateway(),
-        git.port()
+    let sync = git_sync(
+        &format!("{}:{}", bed.cluster.gateway(), git.port()),
+        "clusters/test",
+        Some("git-auth"),
     );
-    let started = Instant::now();
-    bed.cluster
-        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
-    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
-    wait_running(&bed.client, "apps", "app", 4 * MINUTE).await;
-    println!(
-        "timing: instance applied -> synced app pod Running in {:?}",
-        started.elapsed()
-    );
+    install_synced(&bed, &sync).await;
     let repository = get_json(&bed, &["source", "git", "flux-system"]);
     assert_eq!(
         repository["status"]["artifact"]["revision"],
@@ -498,25 +454,7 @@ async fn a_bootstrapped_flux_manages_itself_from_git_through_its_own_upgrades_an
     let image = app_image_in(&bed.cluster);
     let work = work_dir("self");
     let remote = format!("http://{}/fleet.git", git.address);
-    let git_in = |args: &[&str]| {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(&work)
-            .args([
-                "-c",
-                "user.name=e2e",
-                "-c",
-                "user.email=e2e@example.invalid",
-            ])
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let git_in = |args: &[&str]| gitops::git(&work, args);
     let commit = |message: &str, instance: &str, greeting: &str| {
         write_app(&work, "clusters/test/app", &image, greeting, false);
         std::fs::write(work.join("clusters/test/flux-instance.yaml"), instance)
@@ -757,10 +695,7 @@ async fn a_helm_release_synced_from_the_source_installs_a_chart_from_the_registr
         ),
         "--insecure",
     ]);
-    let sync = format!(
-        "  sync:\n    kind: OCIRepository\n    url: oci://{}/{repository}\n    ref: latest\n    path: apps\n  kustomize:\n    patches:\n      - target:\n          kind: OCIRepository\n        patch: |\n          - op: add\n            path: /spec/insecure\n            value: true\n",
-        bed.cluster.registry()
-    );
+    let sync = oci_sync(&bed.cluster.registry(), &repository, "apps", None, "");
     let started = Instant::now();
     bed.cluster.apply(&bed.instance(
         "2.9.4",
