@@ -484,6 +484,15 @@ async fn a_bootstrapped_flux_manages_itself_from_git_through_its_own_upgrades_an
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Flux manages itself"), "{stderr}");
+    bed.cluster.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "fluxreport",
+        "flux",
+        "-n",
+        "flux-system",
+        "fluxcd.controlplane.io/reconcileEvery=5s",
+    ]);
     println!(
         "timing: bootstrap -> Flux manages itself in {:?}",
         started.elapsed()
@@ -598,6 +607,15 @@ async fn a_bootstrapped_flux_manages_itself_from_git_through_its_own_upgrades_an
         4,
         "the instance is not Ready"
     );
+    eventually(
+        MINUTE,
+        "the report to count the failing Kustomization",
+        || async {
+            let stats = reconciler_stats(&report_json(&bed), "Kustomization");
+            (stats["failing"] == 1).then_some(())
+        },
+    )
+    .await;
 
     // Reverting the commit heals both.
     commit(
@@ -618,6 +636,33 @@ async fn a_bootstrapped_flux_manages_itself_from_git_through_its_own_upgrades_an
         ],
     );
     fluxop_ok(&bed, &["wait", "instance", "--timeout", "3m"]);
+
+    // The instance's file removed from Git: the Kustomization lets go of it but, told by the
+    // annotation, does not delete it; Flux keeps running.
+    let running_before = pod_uid(&bed.client, "kustomize-controller").await;
+    git_in(&["rm", "-q", "clusters/test/flux-instance.yaml"]);
+    git_in(&["commit", "-q", "-m", "the instance leaves Git"]);
+    git_in(&["push", "-q", &remote, "main"]);
+    fluxop_ok(
+        &bed,
+        &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
+    );
+    let kustomization = get_json(&bed, &["ks", "flux-system"]);
+    assert!(
+        !kustomization["status"]["inventory"]
+            .to_string()
+            .contains("_FluxInstance"),
+        "{kustomization}"
+    );
+    assert_eq!(
+        fluxop_on(&bed, &["get", "instance"]).0,
+        0,
+        "the instance is gone"
+    );
+    assert_eq!(
+        pod_uid(&bed.client, "kustomize-controller").await,
+        running_before
+    );
 }
 
 /// The FluxInstance as `fluxop get instance -o json` prints it (exit 4 when not Ready).
