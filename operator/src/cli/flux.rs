@@ -4,8 +4,9 @@
 //! Flux's own `spec.suspend`, a reconcile request Flux's own annotation, so the controllers
 //! see exactly what the flux CLI would have written.
 //!
-//! Which kinds exist is read from the cluster's Flux CRDs (names, short names, the version
-//! to use), so a newer Flux release's kinds work without a new fluxop.
+//! Which kinds exist is read from the API server's discovery of the Flux groups (names,
+//! short names, the preferred version), so a newer Flux release's kinds work without a new
+//! fluxop.
 
 use std::{
     process::ExitCode,
@@ -13,9 +14,7 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::core::v1::Event,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    jiff::Timestamp,
+    api::core::v1::Event, apimachinery::pkg::apis::meta::v1::APIResource, jiff::Timestamp,
 };
 use kube::{
     Api, Client,
@@ -33,11 +32,11 @@ use crate::{
     report::ObjectState,
 };
 
-/// A Flux kind served by the cluster, from its CRD.
+/// A Flux kind served by the cluster, from API discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FluxKind {
     pub group: String,
-    /// The version the CRD stores: served, and what the controllers write.
+    /// The group's preferred version.
     pub version: String,
     pub kind: String,
     pub plural: String,
@@ -46,20 +45,27 @@ pub struct FluxKind {
 }
 
 impl FluxKind {
-    pub fn of(crd: &CustomResourceDefinition) -> Option<Self> {
-        let spec = &crd.spec;
-        if !FLUX_API_GROUPS.contains(&spec.group.as_str()) {
-            return None;
+    /// The kinds of one Flux API group version, from the API server's discovery document
+    /// (subresources such as `status` left out).
+    pub fn of_group(group_version: &str, resources: &[APIResource]) -> Vec<Self> {
+        let Some((group, version)) = group_version.split_once('/') else {
+            return Vec::new();
+        };
+        if !FLUX_API_GROUPS.contains(&group) {
+            return Vec::new();
         }
-        let version = spec.versions.iter().find(|v| v.storage && v.served)?;
-        Some(Self {
-            group: spec.group.clone(),
-            version: version.name.clone(),
-            kind: spec.names.kind.clone(),
-            plural: spec.names.plural.clone(),
-            singular: spec.names.singular.clone().unwrap_or_default(),
-            short_names: spec.names.short_names.clone().unwrap_or_default(),
-        })
+        resources
+            .iter()
+            .filter(|r| !r.name.contains('/'))
+            .map(|r| Self {
+                group: group.to_string(),
+                version: version.to_string(),
+                kind: r.kind.clone(),
+                plural: r.name.clone(),
+                singular: r.singular_name.clone(),
+                short_names: r.short_names.clone().unwrap_or_default(),
+            })
+            .collect()
     }
 
     fn resource(&self) -> ApiResource {
@@ -199,12 +205,31 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Discovers the Flux kinds the cluster serves, at each group's preferred version: a
+    /// few small discovery requests, not a list of every CRD with its schema.
     pub async fn connect(client: Client) -> Result<Self, Error> {
-        let crds = Api::<CustomResourceDefinition>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::Build(format!("listing the Flux CRDs: {e}")))?;
-        let served = crds.items.iter().filter_map(FluxKind::of).collect();
+        let discovery = |e: kube::Error| Error::Build(format!("discovering the Flux APIs: {e}"));
+        let groups = client.list_api_groups().await.map_err(discovery)?;
+        let mut served = Vec::new();
+        for group in groups.groups {
+            if !FLUX_API_GROUPS.contains(&group.name.as_str()) {
+                continue;
+            }
+            let Some(preferred) = group
+                .preferred_version
+                .or_else(|| group.versions.into_iter().next())
+            else {
+                continue;
+            };
+            let resources = client
+                .list_api_group_resources(&preferred.group_version)
+                .await
+                .map_err(discovery)?;
+            served.extend(FluxKind::of_group(
+                &preferred.group_version,
+                &resources.resources,
+            ));
+        }
         Ok(Self { client, served })
     }
 
@@ -769,15 +794,20 @@ mod tests {
     }
 
     #[test]
-    fn only_flux_groups_are_flux_kinds() {
-        let crd: CustomResourceDefinition = serde_json::from_value(json!({
-            "metadata": { "name": "things.example.com" },
-            "spec": { "group": "example.com", "scope": "Namespaced",
-                      "names": { "kind": "Thing", "plural": "things" },
-                      "versions": [{ "name": "v1", "served": true, "storage": true }] }
-        }))
-        .expect("crd");
-        assert_eq!(FluxKind::of(&crd), None);
+    fn kinds_come_from_the_discovery_of_flux_groups_only() {
+        let resources: Vec<APIResource> = serde_json::from_value(json!([
+            { "name": "kustomizations", "singularName": "kustomization", "namespaced": true,
+              "kind": "Kustomization", "verbs": ["get"], "shortNames": ["ks"] },
+            { "name": "kustomizations/status", "singularName": "", "namespaced": true,
+              "kind": "Kustomization", "verbs": ["get"] }
+        ]))
+        .expect("resources");
+        let kinds = FluxKind::of_group("kustomize.toolkit.fluxcd.io/v1", &resources);
+        assert_eq!(kinds.len(), 1);
+        assert!(kinds[0].named("ks") && kinds[0].named("kustomization"));
+        assert_eq!(kinds[0].version, "v1");
+        assert!(FluxKind::of_group("example.com/v1", &resources).is_empty());
+        assert!(FluxKind::of_group("v1", &resources).is_empty());
     }
 
     #[test]
