@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{Controller, WatchStreamExt, controller::Action, watcher},
 };
 
 pub use instance::{Context, RegistrySettings};
@@ -45,7 +45,13 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
     let config =
         watcher::Config::default().labels(&format!("{}={}", label::OWNER_NAMESPACE, ctx.namespace));
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    watcher(deployments, config).filter_map(move |event| {
+    // Backoff between failed watch attempts (a 403 or an outage would otherwise spin), and
+    // the first failure of a streak at warn, the repeats at debug.
+    let mut failing = false;
+    watcher(deployments, config)
+        .default_backoff()
+        .filter_map(move |event| {
+        let failed = event.is_err();
         let tick = match event {
             Ok(watcher::Event::Apply(deployment) | watcher::Event::InitApply(deployment)) => {
                 let name = deployment.name_any();
@@ -61,10 +67,15 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
             Err(error) => {
-                tracing::debug!(%error, "watching Deployments for drift");
+                if failing {
+                    tracing::debug!(%error, "watching Deployments for drift");
+                } else {
+                    tracing::warn!(%error, "watching Deployments for drift failed; retrying with backoff");
+                }
                 false
             }
         };
+        failing = failed;
         if tick {
             tracing::info!("a Flux Deployment changed: reconciling");
         }
