@@ -31,7 +31,7 @@ pub const EXIT_NOT_READY: u8 = 4;
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Namespace of the FluxInstance (the operator's).
+    /// Namespace of the FluxInstance (the operator's) or of the Flux objects named.
     #[arg(short, long, default_value = api::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Kubeconfig of the cluster (default: KUBECONFIG or in-cluster).
