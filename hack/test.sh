@@ -49,12 +49,11 @@ else
 fi
 
 # The releases the real-node tests install, and which of their controllers: 2.9.4 (the
-# default set) and 2.8.8's source-controller, the one controller of an older release whose
-# source the Go module proxy serves (see hack/flux-images.sh): the real-pod upgrade.
-# And v2.9.5, the newest release, rebuilt from the sources the Go module proxy serves
-# (hack/flux-release.sh; its source, kustomize and helm controllers are served): the
-# self-managed Flux upgrades itself 2.9.4 -> 2.9.5 with the controller that applies the bump.
-FLUX_RELEASES=(v2.9.4 v2.8.8:source-controller v2.9.5:source-controller,kustomize-controller)
+# default set) and v2.9.5, the newest release, rebuilt from the sources the Go module proxy
+# serves (hack/flux-release.sh; its source, kustomize and helm controllers are served): the
+# real-pod upgrade 2.9.4 -> 2.9.5, and the self-managed Flux upgrading itself with the
+# kustomize-controller that applies the bump.
+FLUX_RELEASES=(v2.9.4 v2.9.5:source-controller,kustomize-controller)
 step "Flux controller images"
 hack/flux-release.sh v2.9.5 --allow-missing >/dev/null
 hack/flux-images.sh "${FLUX_RELEASES[@]}" >/dev/null

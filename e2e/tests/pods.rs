@@ -73,37 +73,35 @@ async fn stored_versions(client: &Client, crd: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The categories of a CRD (Flux 2.9 adds them: a visible change of the CRDs an upgrade
-/// applies).
-async fn crd_categories(client: &Client, crd: &str) -> Vec<String> {
+/// The Flux version a CRD was last applied at (fluxop's `app.kubernetes.io/version` label).
+async fn crd_version(client: &Client, crd: &str) -> Option<String> {
     Api::<CustomResourceDefinition>::all(client.clone())
         .get(crd)
         .await
         .expect("crd")
-        .spec
-        .names
-        .categories
-        .unwrap_or_default()
+        .metadata
+        .labels
+        .and_then(|l| l.get("app.kubernetes.io/version").cloned())
 }
 
-// Of the releases before 2.9.4, only 2.8.8's source-controller can be built here (the Go
-// module proxy serves no other controller of 2.7 or 2.8; see hack/flux-images.sh), so the
-// real-pod upgrade is 2.8.8 -> 2.9.4 of source-controller. The full default set runs in the
-// other tests, and kwok covers the whole upgrade chain (lifecycle.rs).
+// The real-pod upgrade is between the two newest releases built here: 2.9.4 -> 2.9.5 of
+// source-controller (v2.9.5 rebuilt from module sources, hack/flux-release.sh). The full
+// default set runs in the other tests, the self-managed upgrade with kustomize-controller in
+// gitops.rs, and kwok covers the whole upgrade chain with its CRD changes (lifecycle.rs).
 #[tokio::test]
 async fn flux_from_a_signed_bundle_runs_on_a_real_node_and_upgrades_with_its_pods_rolling() {
     let _one_cluster_at_a_time = exclusive().await;
     let bed = Bed::start("pods", true).await;
     let controllers = ["source-controller"];
 
-    // Install 2.8.8: the controller runs the image built here, pulled by digest.
+    // Install 2.9.4: the controller runs the image built here, pulled by digest.
     let started = Instant::now();
     bed.cluster
-        .apply(&bed.instance("2.8.x", &controllers, "", ""));
-    bed.ready_at("v2.8.8@", 5 * MINUTE).await;
-    let before = assert_controllers_run(&bed.client, "v2.8.8", &controllers).await;
+        .apply(&bed.instance("2.9.4", &controllers, "", ""));
+    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
+    let before = assert_controllers_run(&bed.client, "v2.9.4", &controllers).await;
     println!(
-        "timing: install of 2.8.8 to pods Ready in {:?}",
+        "timing: install of 2.9.4 to pods Ready in {:?}",
         started.elapsed()
     );
 
@@ -133,34 +131,32 @@ async fn flux_from_a_signed_bundle_runs_on_a_real_node_and_upgrades_with_its_pod
     .expect("report json");
     let text = report.to_string();
     assert!(
-        text.contains("source-controller") && text.contains("v2.8.8"),
+        text.contains("source-controller") && text.contains("v2.9.4"),
         "{report}"
     );
     let ocirepositories = "ocirepositories.source.toolkit.fluxcd.io";
-    assert!(
-        crd_categories(&bed.client, ocirepositories)
-            .await
-            .is_empty()
+    assert_eq!(
+        crd_version(&bed.client, ocirepositories).await.as_deref(),
+        Some("v2.9.4")
     );
 
-    // Upgrade by editing the version: a new pod with the 2.9.4 image, the 2.9.4 CRDs.
+    // Upgrade by editing the version: a new pod with the 2.9.5 image, the 2.9.5 CRDs.
     let started = Instant::now();
     bed.cluster
-        .apply(&bed.instance("2.9.4", &controllers, "", ""));
-    bed.ready_at("v2.9.4@", 5 * MINUTE).await;
-    let after = assert_controllers_run(&bed.client, "v2.9.4", &controllers).await;
+        .apply(&bed.instance("2.9.5", &controllers, "", ""));
+    bed.ready_at("v2.9.5@", 5 * MINUTE).await;
+    let after = assert_controllers_run(&bed.client, "v2.9.5", &controllers).await;
     println!(
-        "timing: upgrade 2.8.8 -> 2.9.4 to pods Ready in {:?}",
+        "timing: upgrade 2.9.4 -> 2.9.5 to pods Ready in {:?}",
         started.elapsed()
     );
     assert!(
         after.iter().all(|uid| !before.contains(uid)),
         "pods did not roll: {before:?} -> {after:?}"
     );
-    assert!(
-        crd_categories(&bed.client, ocirepositories)
-            .await
-            .contains(&"fluxcd-sources".to_string())
+    assert_eq!(
+        crd_version(&bed.client, ocirepositories).await.as_deref(),
+        Some("v2.9.5")
     );
     for crd in [ocirepositories, "gitrepositories.source.toolkit.fluxcd.io"] {
         assert_eq!(stored_versions(&bed.client, crd).await, ["v1"], "{crd}");
