@@ -157,7 +157,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
 
     // Fresh install: Ready, every controller Running on the real node.
     let started = Instant::now();
-    cluster.apply(&instance_yaml("flux-system", &spec("2.x", &source)));
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.4", &source)));
     let installed = wait_for_instance(&api, 5 * MINUTE, "install to be Ready", |i| {
         is_ready_at(i, "v2.9.4@")
     })
@@ -309,7 +309,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
     cluster.apply(&instance_yaml(
         "flux-system",
         &spec(
-            "2.x",
+            "2.9.4",
             &format!(
                 "{source}  components:\n  - source-controller\n  - kustomize-controller\n  - helm-controller\n"
             ),
@@ -377,7 +377,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         .expect("the workload Flux deployed is kept");
 
     // With reconciliation disabled, deleting the instance leaves Flux installed.
-    cluster.apply(&instance_yaml("flux-system", &spec("2.x", &source)));
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.4", &source)));
     wait_for_instance(&api, 5 * MINUTE, "the reinstall to be Ready", |i| {
         is_ready_at(i, "v2.9.4@")
     })
