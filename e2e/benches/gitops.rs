@@ -13,7 +13,7 @@ use std::{
 
 use fluxop_e2e::{
     OwnGitServer, bench_summary,
-    gitops::{fluxop_local, fluxop_on, git, git_sync, oci_sync},
+    gitops::{fluxop_local, fluxop_on, git, git_sync, oci_sync, sync_signing_key},
     pods::Bed,
     repo_root, unique_repository,
 };
@@ -68,14 +68,7 @@ async fn oci() -> Vec<Duration> {
         .join(format!("bench-gitops-oci-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("work dir");
-    let prefix = work.join("sync");
-    fluxop_local(&[
-        "bundle",
-        "keygen",
-        "--output-key-prefix",
-        prefix.to_str().expect("path"),
-    ]);
-    let key = work.join("sync.key");
+    let key = sync_signing_key(&bed.cluster, &work);
     let repository = unique_repository("bench-sync");
     let push_to = format!(
         "oci://{}/{repository}:latest",
@@ -95,15 +88,6 @@ async fn oci() -> Vec<Duration> {
         ]);
     };
     publish("0");
-    bed.cluster.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
-        "sync-cosign",
-        "-n",
-        "flux-system",
-        &format!("--from-file=cosign.pub={}", work.join("sync.pub").display()),
-    ]);
     let sync = oci_sync(
         &bed.cluster.registry(),
         &repository,

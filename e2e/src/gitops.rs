@@ -1,9 +1,12 @@
 //! Helpers of the GitOps tests and bench: `fluxop` and `git` at a terminal, and the
 //! `spec.sync` of an instance synced from the test registry or the test Git server.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use crate::fluxop_bin;
+use crate::{cluster::OwnCluster, fluxop_bin};
 
 /// `fluxop <args> --kubeconfig <kubeconfig>`: exit code, stdout, stderr.
 pub fn fluxop_on(kubeconfig: &Path, args: &[&str]) -> (i32, String, String) {
@@ -85,4 +88,27 @@ pub fn git_sync(server: &str, path: &str, pull_secret: Option<&str>) -> String {
     format!(
         "  sync:\n    kind: GitRepository\n    url: http://{server}/fleet.git\n    ref: refs/heads/main\n    path: {path}\n{secret}"
     )
+}
+
+/// A cosign key pair made with `fluxop bundle keygen` in `dir` (`sync.key`, `sync.pub`), the
+/// public key in the Secret `sync-cosign` of flux-system for Flux's `spec.verify`; returns
+/// the private key's path.
+pub fn sync_signing_key(cluster: &OwnCluster, dir: &Path) -> PathBuf {
+    let prefix = dir.join("sync");
+    fluxop_local(&[
+        "bundle",
+        "keygen",
+        "--output-key-prefix",
+        prefix.to_str().expect("path"),
+    ]);
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sync-cosign",
+        "-n",
+        "flux-system",
+        &format!("--from-file=cosign.pub={}", dir.join("sync.pub").display()),
+    ]);
+    dir.join("sync.key")
 }

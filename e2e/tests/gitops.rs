@@ -17,7 +17,7 @@ use fluxop_e2e::{
     OwnGitServer,
     cluster::exclusive,
     eventually,
-    gitops::{self, fluxop_local, git_sync, oci_sync},
+    gitops::{self, fluxop_local, git_sync, oci_sync, sync_signing_key},
     pods::{Bed, app_image_in, assert_controllers_run, wait_running},
     repo_root, unique_repository,
 };
@@ -179,14 +179,7 @@ async fn an_oci_artifact_syncs_an_app_whose_pod_runs_and_flux_keeps_it_as_publis
     let bed = Bed::start("gitops-oci", true).await;
     let image = app_image_in(&bed.cluster);
     let work = work_dir("oci");
-    let key_prefix = work.join("sync");
-    fluxop_local(&[
-        "bundle",
-        "keygen",
-        "--output-key-prefix",
-        key_prefix.to_str().expect("path"),
-    ]);
-    let key = work.join("sync.key");
+    let key = sync_signing_key(&bed.cluster, &work);
     let source = work.join("source");
     let repository = unique_repository("sync");
     let push_to = format!(
@@ -198,15 +191,6 @@ async fn an_oci_artifact_syncs_an_app_whose_pod_runs_and_flux_keeps_it_as_publis
     write_app(&source, "app", &image, "hello", true);
     let first = publish(&source, &push_to, &key, "v1");
     assert!(first.contains("@sha256:"), "{first}");
-    bed.cluster.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
-        "sync-cosign",
-        "-n",
-        "flux-system",
-        &format!("--from-file=cosign.pub={}", work.join("sync.pub").display()),
-    ]);
     // The registry speaks plain HTTP and the Kustomization checks for drift every 15 s:
     // both set with the instance's own patches, as a user would.
     let sync = oci_sync(
