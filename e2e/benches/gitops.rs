@@ -61,6 +61,27 @@ async fn wait_greeting(client: &Client, expected: &str) {
     }
 }
 
+/// Installs Flux with `sync`, then times `ROUNDS` rounds of `publish` -> the cluster has
+/// the published greeting.
+async fn rounds(bed: &Bed, sync: &str, publish: impl Fn(&str)) -> Vec<Duration> {
+    bed.cluster
+        .apply(&bed.instance("2.9.4", &CONTROLLERS, sync, ""));
+    bed.ready_at("v2.9.4@", Duration::from_secs(300)).await;
+    wait_greeting(&bed.client, "0").await;
+    let mut samples = Vec::new();
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        publish(&round.to_string());
+        run(
+            bed,
+            &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
+        );
+        wait_greeting(&bed.client, &round.to_string()).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
 async fn oci() -> Vec<Duration> {
     let bed = Bed::start("bench-oci", true).await;
     let work = repo_root()
@@ -95,22 +116,7 @@ async fn oci() -> Vec<Duration> {
         Some("sync-cosign"),
         "",
     );
-    bed.cluster
-        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
-    bed.ready_at("v2.9.4@", Duration::from_secs(300)).await;
-    wait_greeting(&bed.client, "0").await;
-    let mut samples = Vec::new();
-    for round in 1..=ROUNDS {
-        let started = Instant::now();
-        publish(&round.to_string());
-        run(
-            &bed,
-            &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
-        );
-        wait_greeting(&bed.client, &round.to_string()).await;
-        samples.push(started.elapsed());
-    }
-    samples
+    rounds(&bed, &sync, publish).await
 }
 
 async fn git_push() -> Vec<Duration> {
@@ -135,22 +141,7 @@ async fn git_push() -> Vec<Duration> {
         "app",
         None,
     );
-    bed.cluster
-        .apply(&bed.instance("2.9.4", &CONTROLLERS, &sync, ""));
-    bed.ready_at("v2.9.4@", Duration::from_secs(300)).await;
-    wait_greeting(&bed.client, "0").await;
-    let mut samples = Vec::new();
-    for round in 1..=ROUNDS {
-        let started = Instant::now();
-        push(&round.to_string());
-        run(
-            &bed,
-            &["reconcile", "ks", "flux-system", "--with-source", "--wait"],
-        );
-        wait_greeting(&bed.client, &round.to_string()).await;
-        samples.push(started.elapsed());
-    }
-    samples
+    rounds(&bed, &sync, push).await
 }
 
 #[tokio::main]

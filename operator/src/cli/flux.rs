@@ -334,6 +334,21 @@ impl Cluster {
         Ok(now)
     }
 
+    /// [`Self::wait_settled`], its outcome printed and turned into an exit code.
+    async fn wait_and_report(
+        &self,
+        kind: &FluxKind,
+        namespace: &str,
+        name: &str,
+        requested: &str,
+        timeout: Duration,
+    ) -> Result<ExitCode, Error> {
+        let outcome = self
+            .wait_settled(kind, namespace, name, Some(requested), timeout)
+            .await?;
+        Ok(report_wait(kind, namespace, name, outcome))
+    }
+
     /// Waits until the object handled `requested` and settled; prints progress on stderr.
     async fn wait_settled(
         &self,
@@ -557,10 +572,9 @@ pub async fn reconcile(
             kind.kind
         );
         if options.wait {
-            let outcome = cluster
-                .wait_settled(kind, namespace, name, Some(&requested), options.timeout)
+            let result = cluster
+                .wait_and_report(kind, namespace, name, &requested, options.timeout)
                 .await?;
-            let result = report_wait(kind, namespace, name, outcome);
             if result != ExitCode::SUCCESS {
                 code = result;
             }
@@ -612,10 +626,9 @@ pub async fn set_suspended(
             if suspended { "suspended" } else { "resumed" }
         );
         if let (false, Some(timeout)) = (suspended, wait) {
-            let outcome = cluster
-                .wait_settled(kind, namespace, name, Some(&now), timeout)
+            let result = cluster
+                .wait_and_report(kind, namespace, name, &now, timeout)
                 .await?;
-            let result = report_wait(kind, namespace, name, outcome);
             if result != ExitCode::SUCCESS {
                 code = result;
             }
