@@ -61,10 +61,13 @@ valid_name() {
 start_time_of() { awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null; }
 
 # start_daemon STATE NAME CMD...: starts CMD in its own session (so it leads a process
-# group of its own), logs to STATE/logs/NAME.log, records "PID STARTTIME" in STATE/pids/NAME.
+# group of its own), logs to STATE/logs/NAME.log, records "PID STARTTIME" in STATE/pids/NAME
+# and the command line (NUL-separated) in STATE/cmdlines/NAME, for a restart
+# (hack/apiserver-restart.sh).
 start_daemon() {
   local state=$1 name=$2; shift 2
-  mkdir -p "$state/logs" "$state/pids"
+  mkdir -p "$state/logs" "$state/pids" "$state/cmdlines"
+  printf '%s\0' "$@" > "$state/cmdlines/$name"
   setsid "$@" >"$state/logs/$name.log" 2>&1 < /dev/null &
   local pid=$!
   echo "$pid $(start_time_of "$pid")" > "$state/pids/$name"

@@ -88,7 +88,7 @@ fn main() {
             let registry = client();
             let started = Instant::now();
             let fetched = source
-                .fetch(&registry, &tag, key)
+                .fetch(&registry, &tag, key, None)
                 .await
                 .expect("cold fetch");
             cold.push(started.elapsed());
@@ -100,12 +100,15 @@ fn main() {
             keep: 5,
         };
         let registry = client();
-        source.fetch(&registry, &tag, key).await.expect("warm-up");
+        source
+            .fetch(&registry, &tag, key, None)
+            .await
+            .expect("warm-up");
         let mut cached = Vec::new();
         for _ in 0..CACHED_RUNS {
             let started = Instant::now();
             let fetched = source
-                .fetch(&registry, &tag, key)
+                .fetch(&registry, &tag, key, None)
                 .await
                 .expect("cached fetch");
             cached.push(started.elapsed());

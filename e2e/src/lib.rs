@@ -5,8 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod faults;
 pub mod fleet;
 pub mod gitops;
+pub mod leader;
 pub mod pods;
 
 use std::{

@@ -557,7 +557,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     let key = Some(keys.public_pem.as_bytes());
 
     let first = source
-        .fetch(&registry, &tag, key)
+        .fetch(&registry, &tag, key, None)
         .await
         .expect("first fetch");
     assert!(!first.from_cache);
@@ -574,7 +574,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
     ));
     std::fs::remove_dir_all(&blob_dir).expect("layer blob in the registry's storage");
     let second = source
-        .fetch(&registry, &tag, key)
+        .fetch(&registry, &tag, key, None)
         .await
         .expect("second fetch, from the cache");
     assert!(second.from_cache);
@@ -592,7 +592,7 @@ async fn a_cached_digest_is_never_downloaded_twice_and_a_new_digest_is_detected(
         .await
         .unwrap();
     let third = source
-        .fetch(&registry, &tag, key)
+        .fetch(&registry, &tag, key, None)
         .await
         .expect("third fetch");
     assert!(!third.from_cache);
@@ -612,7 +612,7 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     let (source, dir) = source("refuse");
 
     let unsigned = source
-        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()))
+        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()), None)
         .await
         .unwrap_err();
     assert_eq!(unsigned.reason(), "VerificationFailed");
@@ -622,7 +622,7 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
         .await
         .unwrap();
     let wrong_key = source
-        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()))
+        .fetch(&registry, &tag, Some(other.public_pem.as_bytes()), None)
         .await
         .unwrap_err();
     assert_eq!(wrong_key.reason(), "VerificationFailed");
@@ -632,7 +632,7 @@ async fn fetch_refuses_a_badly_signed_artifact_before_caching_or_unpacking() {
     );
 
     let missing = source
-        .fetch(&registry, &artifact(&repository, "v2"), None)
+        .fetch(&registry, &artifact(&repository, "v2"), None, None)
         .await
         .unwrap_err();
     assert_eq!(missing.reason(), "ArtifactFailed");
@@ -704,7 +704,7 @@ async fn a_registry_with_a_private_ca_and_basic_auth_needs_both() {
     .expect("sign over TLS with basic auth");
     let (source, _dir) = source("auth");
     let fetched = source
-        .fetch(&registry, &tag, Some(keys.public_pem.as_bytes()))
+        .fetch(&registry, &tag, Some(keys.public_pem.as_bytes()), None)
         .await
         .expect("fetch");
     assert_eq!(fetched.bundle.files(), bundle.files());

@@ -1,7 +1,8 @@
 //! Hub mode on three real clusters: a FluxFleet on the hub rolls a FluxInstance out in waves
 //! (a canary first), stops and rolls the canary back when it is unhealthy without touching the
 //! other members, and reports and retries an unreachable member until it converges. The hub
-//! reaches members with least-privilege tokens (a Role on FluxInstances only).
+//! reaches members with least-privilege tokens (a Role on FluxInstances only). A member
+//! kubeconfig with an exec plugin or file references is refused, reported, and never run.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,12 @@ use fluxop::api::{
     fleet::{FluxFleet, FluxFleetStatus},
 };
 use fluxop_e2e::cluster::{Operator, OwnCluster, exclusive, is_ready_at, wait_for_instance};
-use kube::{Api, Client, config::Kubeconfig};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, Config,
+    api::ListParams,
+    config::{KubeConfigOptions, Kubeconfig},
+};
 
 const MEMBERS: [&str; 3] = ["a", "b", "c"];
 const DIGEST: &str = "fleet.fluxop.io/spec-digest";
@@ -309,4 +315,177 @@ async fn a_fleet_rolls_out_in_waves_stops_on_an_unhealthy_canary_and_retries_unr
         ]);
         assert_eq!(labels.trim(), "3", "{}", member.cluster.name);
     }
+}
+
+/// A kubeconfig for `server` (with the CA of `admin`) whose user `hub` authenticates with an
+/// exec plugin that creates `dir/pwned` and then prints a token.
+fn exec_kubeconfig(admin: &Kubeconfig, dir: &std::path::Path) -> String {
+    let cluster = admin.clusters[0].cluster.clone().expect("cluster");
+    let credential = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"x"}}"#;
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+         users:\n- name: hub\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      \
+         args:\n      - -c\n      - |\n        touch {}/pwned\n        echo '{credential}'\n      interactiveMode: Never\n\
+         contexts:\n- name: member\n  context: {{cluster: member, user: hub}}\ncurrent-context: member\n",
+        cluster.server.unwrap_or_default(),
+        cluster.certificate_authority_data.unwrap_or_default(),
+        dir.display(),
+    )
+}
+
+#[tokio::test]
+async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and_never_run() {
+    let _clusters_of_this_test = exclusive().await;
+    let hub = OwnCluster::start("hub-refuse").await;
+    hub.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let _operator = hub.start_operator("flux-system", &["--fleet-hub"]).await;
+    let client = hub.client().await;
+    let admin = Kubeconfig::read_from(&hub.kubeconfig).expect("kubeconfig");
+    let markers = std::env::temp_dir().join(format!("fluxop-e2e-exec-{}", std::process::id()));
+    let (control, guarded) = (markers.join("control"), markers.join("hub"));
+    for dir in [&control, &guarded] {
+        std::fs::create_dir_all(dir).expect("marker dir");
+    }
+
+    // The control: given to the kube crate unchecked, this kubeconfig runs its plugin on the
+    // first request, so the marker's absence below means the hub refused it, not that the
+    // plugin could not run here.
+    let unchecked = Kubeconfig::from_yaml(&exec_kubeconfig(&admin, &control)).expect("yaml");
+    let config = Config::from_custom_kubeconfig(unchecked, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let _ = Api::<Namespace>::all(Client::try_from(config).expect("client"))
+        .list(&ListParams::default().limit(1))
+        .await;
+    assert!(
+        control.join("pwned").exists(),
+        "the control exec plugin did not run"
+    );
+
+    // Two members: one with an exec plugin, one reading files of the operator's machine.
+    hub.apply(&kubeconfig_secret(
+        "exec",
+        &exec_kubeconfig(&admin, &guarded),
+    ));
+    let server = admin.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let files = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {server}\n    certificate-authority: /etc/hostname\n\
+         users:\n- name: hub\n  user:\n    tokenFile: /etc/hostname\n    client-certificate: /etc/hostname\n    client-key: /etc/hostname\n\
+         contexts:\n- name: member\n  context: {{cluster: member, user: hub}}\ncurrent-context: member\n"
+    );
+    hub.apply(&kubeconfig_secret("files", &files));
+    hub.apply(&format!(
+        "apiVersion: fleet.fluxop.io/v1alpha1\nkind: FluxFleet\nmetadata:\n  name: prod\n  namespace: flux-system\nspec:\n  \
+         members:\n  - name: exec\n    kubeconfigSecretRef: {{name: exec-kubeconfig}}\n  - name: files\n    kubeconfigSecretRef: {{name: files-kubeconfig}}\n  \
+         template:\n{}",
+        template("2.9.x", "")
+    ));
+
+    let started = Instant::now();
+    let status = fleet_status(&client, "both kubeconfigs to be refused", |s, g| {
+        s.observed_generation == g
+            && condition(s, "Ready")
+                .is_some_and(|(st, r, _)| st == "False" && r == "KubeconfigRefused")
+            && s.members
+                .iter()
+                .flatten()
+                .filter(|m| {
+                    m.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("refused"))
+                })
+                .count()
+                == 2
+    })
+    .await;
+    println!(
+        "timing: member kubeconfigs refused after {:?}",
+        started.elapsed()
+    );
+    let (_, _, message) = condition(&status, "Ready").expect("Ready");
+    assert!(
+        message.contains("member exec: kubeconfig in Secret exec-kubeconfig")
+            && message.contains("member files: kubeconfig in Secret files-kubeconfig"),
+        "{message}"
+    );
+    let error = |name: &str| {
+        status
+            .members
+            .iter()
+            .flatten()
+            .find(|m| m.name == name)
+            .and_then(|m| m.last_error.clone())
+            .unwrap_or_default()
+    };
+    let exec_error = error("exec");
+    assert!(
+        exec_error.contains("user \"hub\" uses an exec plugin (exec)")
+            && exec_error.contains("inline credentials (token, or client-certificate-data"),
+        "{exec_error}"
+    );
+    let files_error = error("files");
+    for field in [
+        "(tokenFile)",
+        "(client-certificate)",
+        "(client-key)",
+        "cluster \"member\" references a file (certificate-authority)",
+    ] {
+        assert!(files_error.contains(field), "{field} in {files_error}");
+    }
+    assert!(
+        status
+            .members
+            .iter()
+            .flatten()
+            .all(|m| !m.ready && m.applied.is_none())
+    );
+
+    // The signal for people watching events: one Warning per refused member.
+    let selector =
+        "involvedObject.kind=FluxFleet,involvedObject.name=prod,reason=KubeconfigRefused";
+    let list_events = |selector: &str| {
+        hub.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            "flux-system",
+            "--field-selector",
+            selector,
+            "-o",
+            "jsonpath={range .items[*]}{.type}|{.message}{\"\\n\"}{end}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let notes = loop {
+        let notes: Vec<String> = list_events(selector)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Warning|"))
+            .map(str::to_string)
+            .collect();
+        if ["exec", "files"].iter().all(|m| {
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("member {m}: ")))
+        }) {
+            break notes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no KubeconfigRefused Warning for each member; events of flux-system:\n{}",
+            list_events("")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(notes.len(), 2, "one event per refused member: {notes:?}");
+
+    // The refusal was observed, after the hub had read the Secret: the plugin never ran.
+    assert!(
+        !guarded.join("pwned").exists(),
+        "the hub ran the member kubeconfig's exec plugin"
+    );
+    let _ = std::fs::remove_dir_all(&markers);
 }

@@ -23,6 +23,7 @@ use fluxop::{
 use fluxop_e2e::{
     cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
     eventually,
+    faults::{FaultProxy, Mode},
     pods::{catalog_digest, image_ids, real_bundle_dir, wait_running},
     registry_address, repo_root, unique_repository,
 };
@@ -544,11 +545,14 @@ async fn an_upgrade_that_does_not_become_healthy_is_rolled_back_to_the_previous_
     let unschedulable =
         format!("      nodeSelector:\n        fluxop.test/broken: \"true\"\n{anchor}");
     std::fs::write(&broken, text.replace(anchor, &unschedulable)).expect("write");
-    let reference = push_bundle(&dir, None).await;
+    let pushed = push_bundle(&dir, None).await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Through a proxy that the end of the test turns into a registry outage.
+    let proxy = FaultProxy::start(&registry_address());
+    let reference = pushed.replace(&registry_address(), &proxy.address());
 
     let _operator = cluster
-        .start_operator("flux-system", &["--insecure-registry", &registry_address()])
+        .start_operator("flux-system", &["--insecure-registry", &proxy.address()])
         .await;
     let annotated = |version: &str| {
         instance_yaml("flux-system", &spec(version, &format!("    artifact: {reference}\n")))
@@ -623,6 +627,64 @@ async fn an_upgrade_that_does_not_become_healthy_is_rolled_back_to_the_previous_
         ),
         image_before
     );
+
+    // The hold is explicit state: a registry outage neither ends it nor re-runs the broken
+    // upgrade. Drift of the restored revision is corrected from the cached bundle.
+    let hold = later
+        .status
+        .as_ref()
+        .and_then(|s| s.rollback.clone())
+        .expect("the rollback is recorded in status.rollback");
+    proxy.set(Mode::Down);
+    let uid_before = deployments(&client)
+        .get("source-controller")
+        .await
+        .expect("get")
+        .metadata
+        .uid;
+    cluster.kubectl_ok(&[
+        "delete",
+        "deployment/source-controller",
+        "-n",
+        "flux-system",
+        "--wait=false",
+    ]);
+    let during = wait_for_instance(
+        &api,
+        MINUTE,
+        "the outage to be reported while the rollback holds",
+        |i| {
+            condition(i, "FetchFailed").is_some_and(|c| c.status == "True")
+                && condition(i, "Stalled").is_some_and(|c| c.reason == "RolledBack")
+        },
+    )
+    .await;
+    eventually(
+        MINUTE,
+        "source-controller to be recreated on 2.8.8 during the outage",
+        || async {
+            let d = deployments(&client)
+                .get_opt("source-controller")
+                .await
+                .ok()??;
+            (d.metadata.uid != uid_before
+                && d.metadata.deletion_timestamp.is_none()
+                && image_of(&d) == image_before)
+                .then_some(())
+        },
+    )
+    .await;
+    let status = during.status.expect("status");
+    assert_eq!(
+        status.rollback,
+        Some(hold),
+        "the broken upgrade was tried again"
+    );
+    assert_eq!(
+        status.last_attempted_revision,
+        rolled.status.and_then(|s| s.last_attempted_revision)
+    );
+    assert!(proxy.faults_injected() > 0);
 }
 
 #[tokio::test]

@@ -370,3 +370,278 @@ async fn the_operator_reads_registry_credentials_and_ca_from_secrets() {
     assert!(message.contains("Flux v2.9.4 is installed"), "{message}");
     assert_eq!(found.status.unwrap().last_artifact_revision, Some(digest));
 }
+
+/// Leader election on observed time: a leader paused with SIGSTOP past its lease is replaced
+/// by the standby, and once resumed it steps down without writing the lease again (its renew
+/// deadline passed by its own monotonic clock), so the two never both lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_never_writes_again_once_resumed() {
+    use fluxop_e2e::leader::{FAST_LEASE, LEASE, Replica, holder, lease_writes};
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "leader-pause").await;
+    let leases = kube::Api::<Lease>::namespaced(client.clone(), &namespace);
+
+    let mut a = Replica::start(&namespace, "replica-a").await;
+    eventually(Duration::from_secs(30), "replica-a to lead", || async {
+        (a.leads()? && holder(&leases).await? == "replica-a").then_some(())
+    })
+    .await;
+    let b = Replica::start(&namespace, "replica-b").await;
+    // A live leader is not taken over: two lease durations with the standby standing by.
+    let until = tokio::time::Instant::now() + 2 * FAST_LEASE;
+    while tokio::time::Instant::now() < until {
+        assert_eq!(
+            b.leads(),
+            Some(false),
+            "the standby leads beside a live leader"
+        );
+        assert_eq!(a.leads(), Some(true));
+        assert_eq!(holder(&leases).await.as_deref(), Some("replica-a"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    a.pause();
+    let paused = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "replica-b to take the lease over",
+        || async { (b.leads()? && holder(&leases).await? == "replica-b").then_some(()) },
+    )
+    .await;
+    let takeover = paused.elapsed();
+    // Not before the record stood still for a lease duration (less the renew period it may
+    // have been unchanged already), and about one lease duration after.
+    assert!(
+        takeover >= FAST_LEASE - Duration::from_secs(1)
+            && takeover < FAST_LEASE + Duration::from_secs(3),
+        "taken over after {takeover:?}"
+    );
+    let taken = leases.get(LEASE).await.expect("the lease");
+    let transitions = taken.spec.as_ref().and_then(|s| s.lease_transitions);
+    // Every write from here on, seen by a watch from this resourceVersion.
+    let writes = tokio::spawn(lease_writes(
+        client.clone(),
+        namespace.clone(),
+        taken
+            .metadata
+            .resource_version
+            .clone()
+            .expect("resourceVersion"),
+        Duration::from_secs(12),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    a.resume();
+    let resumed = tokio::time::Instant::now();
+    let status = loop {
+        if let Some(status) = a.exited() {
+            break status;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "the resumed replica-a still runs 10s later:\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = a.log_text();
+    let stepped_down = log
+        .lines()
+        .find(|l| l.contains("stopped leading"))
+        .unwrap_or_else(|| panic!("replica-a never said it stopped leading:\n{log}"));
+    assert!(
+        stepped_down.contains("past the renew deadline"),
+        "{stepped_down}"
+    );
+    assert_eq!(log.matches("became the leader").count(), 1, "{log}");
+    assert!(!log.contains("released the lease"), "{log}");
+
+    let holders = writes.await.expect("the lease watch");
+    assert!(
+        holders.len() >= 10,
+        "replica-b renews every 500ms: {holders:?}"
+    );
+    assert!(
+        holders.iter().all(|h| h.as_deref() == Some("replica-b")),
+        "someone but replica-b wrote the lease: {holders:?}"
+    );
+    let after = leases.get(LEASE).await.expect("the lease");
+    assert_eq!(
+        after.spec.as_ref().and_then(|s| s.lease_transitions),
+        transitions
+    );
+    assert_eq!(b.leads(), Some(true));
+    println!(
+        "paused leader taken over after {takeover:?}; resumed, it exited ({status}) saying \
+         {stepped_down}; {} lease writes in 12 s from the takeover on, all by replica-b",
+        holders.len()
+    );
+}
+
+/// A leader whose renew finds the lease held by someone else stops at once: it does not
+/// wait for its renew deadline, and writes nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_finds_its_lease_taken_stops_at_once() {
+    use fluxop_e2e::leader::{LEASE, Replica, holder};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::PostParams;
+
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "leader-taken").await;
+    let leases = kube::Api::<Lease>::namespaced(client.clone(), &namespace);
+    let mut a = Replica::start(&namespace, "replica-a").await;
+    eventually(Duration::from_secs(30), "replica-a to lead", || async {
+        (a.leads()? && holder(&leases).await? == "replica-a").then_some(())
+    })
+    .await;
+    // Someone else takes the lease: a compare-and-swap, retried should replica-a renew
+    // between our read and our write.
+    let mut attempts = 0;
+    loop {
+        let mut lease = leases.get(LEASE).await.expect("the lease");
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = Some("intruder".into());
+        }
+        match leases.replace(LEASE, &PostParams::default(), &lease).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 && attempts < 10 => attempts += 1,
+            Err(error) => panic!("taking the lease: {error}"),
+        }
+    }
+    let taken = tokio::time::Instant::now();
+    let status = loop {
+        if let Some(status) = a.exited() {
+            break status;
+        }
+        assert!(
+            taken.elapsed() < Duration::from_secs(2),
+            "replica-a still runs 2s after its lease was taken (its renew deadline is 2s, it \
+             renews every 500ms):\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stopped_after = taken.elapsed();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = a.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("stopped leading") && l.contains("the lease is held by intruder")),
+        "{log}"
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some("intruder"));
+    println!("replica-a stopped leading {stopped_after:?} after its lease was taken");
+}
+
+/// Leader election never compares another replica's wall clock with its own: a peer whose
+/// renewTime is an hour ahead or an hour behind (a skewed clock) is not taken over while it
+/// renews, and is taken over about one lease duration after it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_leader_is_neither_taken_over_while_it_renews_nor_waited_for_once_it_stops() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    };
+
+    use fluxop_e2e::leader::{FAST_LEASE, LEASE, Replica, holder};
+    use k8s_openapi::{
+        api::coordination::v1::{Lease, LeaseSpec},
+        apimachinery::pkg::apis::meta::v1::MicroTime,
+        jiff::{SignedDuration, Timestamp},
+    };
+    use kube::api::{ObjectMeta, PostParams};
+
+    let client = client().await;
+    ensure_crds(&client).await;
+    let namespace = fresh_namespace(&client, "leader-skew").await;
+    let leases = kube::Api::<Lease>::namespaced(client.clone(), &namespace);
+
+    // The skewed peer: holds the lease and renews it every second, writing its own clock's
+    // time: `skew` seconds off; a skew of i64::MIN stops it (it died).
+    const STOPPED: i64 = i64::MIN;
+    let skew = Arc::new(AtomicI64::new(3600));
+    let spec = |skew: i64| LeaseSpec {
+        holder_identity: Some("skewed-peer".into()),
+        lease_duration_seconds: Some(FAST_LEASE.as_secs() as i32),
+        renew_time: Some(MicroTime(
+            Timestamp::now()
+                .checked_add(SignedDuration::from_secs(skew))
+                .expect("time"),
+        )),
+        lease_transitions: Some(0),
+        ..LeaseSpec::default()
+    };
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(LEASE.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec(3600)),
+    };
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create the peer's lease");
+    let peer = {
+        let (leases, skew) = (leases.clone(), skew.clone());
+        // Returns when its last write was acknowledged.
+        tokio::spawn(async move {
+            let mut last_write = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let skew = skew.load(Ordering::SeqCst);
+                if skew == STOPPED {
+                    return last_write;
+                }
+                let mut lease = leases.get(LEASE).await.expect("the lease");
+                lease.spec = Some(spec(skew));
+                leases
+                    .replace(LEASE, &PostParams::default(), &lease)
+                    .await
+                    .expect("the peer renews (nobody else may have written)");
+                last_write = std::time::Instant::now();
+            }
+        })
+    };
+
+    let b = Replica::start(&namespace, "replica-b").await;
+    for offset in [-3600, 3600] {
+        skew.store(offset, Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + 2 * FAST_LEASE + Duration::from_secs(2);
+        while tokio::time::Instant::now() < until {
+            assert_eq!(
+                b.leads(),
+                Some(false),
+                "replica-b leads beside a live peer whose clock is {offset}s off"
+            );
+            assert_eq!(holder(&leases).await.as_deref(), Some("skewed-peer"));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    // The peer dies, its last renewTime an hour ahead of this machine's clock. The standby
+    // takes over once that record has stood still for a lease duration (it may have seen
+    // the write a moment before it was acknowledged here), and not much later.
+    skew.store(STOPPED, Ordering::SeqCst);
+    let stopped = peer.await.expect("the peer stops");
+    eventually(
+        Duration::from_secs(30),
+        "replica-b to take the dead peer's lease over",
+        || async { (b.leads()? && holder(&leases).await? == "replica-b").then_some(()) },
+    )
+    .await;
+    let takeover = stopped.elapsed();
+    assert!(
+        takeover >= FAST_LEASE - Duration::from_millis(250)
+            && takeover < FAST_LEASE + Duration::from_secs(3),
+        "taken over {takeover:?} after the peer's last write (lease {FAST_LEASE:?})"
+    );
+    let log = b.log_text();
+    assert!(log.contains("skewed-peer"), "{log}");
+    println!("the dead skewed peer's lease taken over {takeover:?} after its last write");
+}

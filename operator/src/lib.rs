@@ -6,6 +6,7 @@ pub mod apply;
 pub mod bundle;
 pub mod cli;
 pub mod controller;
+pub mod policy;
 pub mod render;
 pub mod report;
 pub mod server;

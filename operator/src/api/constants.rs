@@ -6,6 +6,9 @@ pub mod condition {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// Abnormal-true, as in Flux's sources: present while the registry cannot be reached
+    /// and the last verified bundle is served from the cache.
+    pub const FETCH_FAILED: &str = "FetchFailed";
 }
 
 /// `status.conditions[].reason`.
@@ -23,6 +26,9 @@ pub mod reason {
     /// fluxop: a new version did not become healthy and the previous one was restored; with
     /// `Stalled` until the spec, the artifact or a reconcile request changes.
     pub const ROLLED_BACK: &str = "RolledBack";
+    /// fluxop hub: a FluxFleet member's kubeconfig uses an exec plugin, an auth provider, a
+    /// file reference or a proxy; only inline credentials are accepted.
+    pub const KUBECONFIG_REFUSED: &str = "KubeconfigRefused";
 }
 
 /// Annotation keys users put on a `FluxInstance`, a `FluxReport` or a rendered object.

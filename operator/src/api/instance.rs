@@ -449,6 +449,31 @@ pub struct FluxInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::any_object")]
     pub last_applied_spec: Option<serde_json::Value>,
+    /// fluxop's addition: a revision that did not become healthy and was rolled back. While
+    /// the spec generation and the last reconcile request are the ones recorded here, the
+    /// restored revision is kept (and its drift corrected) instead of trying again; a
+    /// transient error (a registry outage) does not end the hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackHold>,
+}
+
+/// A rollback in effect: see [`FluxInstanceStatus::rollback`].
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackHold {
+    /// The revision that did not become healthy.
+    pub attempted_revision: String,
+    /// The revision restored in its place.
+    pub restored_revision: String,
+    /// Why the attempt was rolled back.
+    pub message: String,
+    /// The spec generation the attempt was rendered from.
+    pub generation: i64,
+    /// The `reconcile.fluxcd.io/requestedAt` value at the time, if any: a new request retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
+    /// When the rollback happened.
+    pub rolled_back_at: Time,
 }
 
 /// The image of an installed controller.

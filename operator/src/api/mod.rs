@@ -12,8 +12,8 @@ pub mod report;
 pub use instance::{
     Cluster, ClusterType, CommonMetadata, Component, ComponentImage, Distribution, FluxInstance,
     FluxInstanceSpec, FluxInstanceStatus, Kustomize, LocalSecretRef, Patch, PatchSelector,
-    ResourceInventory, ResourceRef, Sharding, ShardingStorage, Size, Snapshot, Storage, Sync,
-    SyncKind, SyncProvider, Variant, Verify, VerifyProvider,
+    ResourceInventory, ResourceRef, RollbackHold, Sharding, ShardingStorage, Size, Snapshot,
+    Storage, Sync, SyncKind, SyncProvider, Variant, Verify, VerifyProvider,
 };
 pub use report::{
     FluxClusterInfo, FluxComponentStatus, FluxDistributionStatus, FluxOperatorInfo,

@@ -6,11 +6,12 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 
-use super::{Applier, Error, ObjectId};
+use super::{Applier, Error, ObjectId, paging::Pager};
+use crate::policy;
 
 /// The version a CRD stores new writes at.
 pub fn storage_version(crd: &Value) -> Option<&str> {
@@ -103,27 +104,33 @@ impl Applier {
             }
         };
         let all = self.api(&kind_id, &storage).await?;
-        let list = all
-            .list(&ListParams::default())
-            .await
-            .map_err(failed(&kind_id))?;
         let mut objects = 0;
-        for item in list.items {
-            let id = ObjectId {
-                namespace: item.metadata.namespace.clone().unwrap_or_default(),
-                name: item.metadata.name.clone().unwrap_or_default(),
-                ..kind_id.clone()
+        let mut pages = Pager::new(policy::kube::LIST_PAGE);
+        while let Some(params) = pages.next_params() {
+            let list = match all.list(&params).await {
+                Ok(list) => list,
+                // Rewriting an object twice is harmless.
+                Err(error) if pages.restart_after(&error) => continue,
+                Err(error) => return Err(failed(&kind_id)(error)),
             };
-            let api = self.api(&id, &storage).await?;
-            // An unchanged update still re-encodes the object at the storage version: how
-            // the upstream storage version migrator works too. On a conflict the object was
-            // just written by someone else, which migrated it as well.
-            match api.replace(&id.name, &PostParams::default(), &item).await {
-                Ok(_) => objects += 1,
-                Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
-                    objects += 1
+            pages.advance(list.metadata.continue_.as_deref());
+            for item in list.items {
+                let id = ObjectId {
+                    namespace: item.metadata.namespace.clone().unwrap_or_default(),
+                    name: item.metadata.name.clone().unwrap_or_default(),
+                    ..kind_id.clone()
+                };
+                let api = self.api(&id, &storage).await?;
+                // An unchanged update still re-encodes the object at the storage version: how
+                // the upstream storage version migrator works too. On a conflict the object
+                // was just written by someone else, which migrated it as well.
+                match api.replace(&id.name, &PostParams::default(), &item).await {
+                    Ok(_) => objects += 1,
+                    Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+                        objects += 1
+                    }
+                    Err(source) => return Err(failed(&id)(source)),
                 }
-                Err(source) => return Err(failed(&id)(source)),
             }
         }
         Api::<CustomResourceDefinition>::all(self.client.clone())

@@ -8,6 +8,8 @@ pub mod health;
 pub mod migrate;
 pub mod object;
 pub mod ownership;
+pub mod paging;
+pub mod refusal;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,7 +21,7 @@ use std::{
 use futures::{StreamExt, stream};
 use kube::{
     Client,
-    api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy},
+    api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy},
     core::{ApiResource, GroupVersionKind},
     discovery::{ApiCapabilities, Scope},
 };
@@ -28,8 +30,7 @@ use serde_json::Value;
 pub use health::Health;
 pub use object::ObjectId;
 
-/// Requests in flight at once while applying or checking one stage.
-const CONCURRENCY: usize = 6;
+use crate::policy::kube::{APPLY_CONCURRENCY, CONFLICT_ATTEMPTS, CRD_ESTABLISHED_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +55,12 @@ pub enum Error {
     Immutable { object: String, message: String },
     #[error("CustomResourceDefinitions not established after {0:?}: {1}")]
     NotEstablished(Duration, String),
+    #[error(
+        "{object}: changed by someone else {attempts} times in a row while fluxop took over its fields; will retry"
+    )]
+    KeepsChanging { object: String, attempts: usize },
+    #[error("still terminating after {0:?}: {1}")]
+    StillTerminating(Duration, String),
     #[error("{} objects failed: {}", .0.len(), join(.0))]
     Many(Vec<Error>),
 }
@@ -269,9 +276,7 @@ impl Applier {
             .await
         {
             Ok(would_be) => serde_json::to_value(would_be).unwrap_or_default(),
-            Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains("immutable") =>
-            {
+            Err(kube::Error::Api(status)) if refusal::immutable_fields(&status).is_some() => {
                 if options.dry_run {
                     return Ok(Applied {
                         id,
@@ -285,7 +290,7 @@ impl Applier {
                         message: status.message,
                     });
                 }
-                self.recreate(&api, &id, object).await?;
+                self.recreate(&api, &id, &live, object).await?;
                 return Ok(Applied {
                     id,
                     action: Action::Recreated,
@@ -303,12 +308,8 @@ impl Applier {
             });
         }
         if !options.dry_run {
-            if let Some(patch) = takeover {
-                let patch: json_patch::Patch = serde_json::from_value(patch)
-                    .map_err(|e| Error::Invalid(format!("{id}: ownership patch: {e}")))?;
-                api.patch(&id.name, &PatchParams::default(), &Patch::<()>::Json(patch))
-                    .await
-                    .map_err(failed)?;
+            if takeover.is_some() {
+                self.take_over(&api, &id, live).await?;
             }
             api.patch(&id.name, &force, &Patch::Apply(object))
                 .await
@@ -321,10 +322,54 @@ impl Applier {
         })
     }
 
+    /// Moves the fields of earlier managers to ours (see [`ownership`]). The patch carries
+    /// the resourceVersion `live` was read at, so it fails with 409 Conflict instead of
+    /// overwriting `managedFields` someone changed meanwhile; then the object is read again
+    /// and the patch computed anew, up to [`CONFLICT_ATTEMPTS`] times.
+    async fn take_over(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &ObjectId,
+        mut live: Value,
+    ) -> Result<(), Error> {
+        let failed = |source| Error::Request {
+            object: id.to_string(),
+            source: Box::new(source),
+        };
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let Some(patch) = ownership::takeover_patch(&live, &self.manager) else {
+                return Ok(());
+            };
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| Error::Invalid(format!("{id}: ownership patch: {e}")))?;
+            match api
+                .patch(&id.name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(error) if refusal::is_conflict(&error) => {
+                    tracing::info!(object = %id, attempt, "changed while taking over its fields; reading it again");
+                    match api.get_opt(&id.name).await.map_err(failed)? {
+                        Some(again) => live = serde_json::to_value(again).unwrap_or_default(),
+                        // Gone: the apply that follows creates it, with nothing to take over.
+                        None => return Ok(()),
+                    }
+                }
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        Err(Error::KeepsChanging {
+            object: id.to_string(),
+            attempts: CONFLICT_ATTEMPTS,
+        })
+    }
+
+    /// Deletes `live` (only that object: a uid precondition) and creates `object` anew.
     async fn recreate(
         &self,
         api: &Api<DynamicObject>,
         id: &ObjectId,
+        live: &Value,
         object: &Value,
     ) -> Result<(), Error> {
         let failed = |source| Error::Request {
@@ -333,9 +378,19 @@ impl Applier {
         };
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
+            preconditions: live["metadata"]["uid"].as_str().map(|uid| Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
-        api.delete(&id.name, &params).await.map_err(failed)?;
+        match api.delete(&id.name, &params).await {
+            Ok(_) => {}
+            // Already gone: create what is rendered. Replaced meanwhile (the uid differs, 409):
+            // an error, and the next reconcile looks at the new object.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => return Err(failed(source)),
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         while api.get_opt(&id.name).await.map_err(failed)?.is_some() {
             if Instant::now() > deadline {
@@ -364,8 +419,10 @@ impl Applier {
         // The futures are built before they become a stream: a closure in the stream would
         // make the whole reconcile future fail the `Send` check (a rustc limitation).
         let applies: Vec<_> = objects.iter().map(|o| self.apply(o, options)).collect();
-        let results: Vec<Result<Applied, Error>> =
-            stream::iter(applies).buffered(CONCURRENCY).collect().await;
+        let results: Vec<Result<Applied, Error>> = stream::iter(applies)
+            .buffered(APPLY_CONCURRENCY)
+            .collect()
+            .await;
         let (applied, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
         let mut errors: Vec<Error> = errors.into_iter().filter_map(Result::err).collect();
         match errors.len() {
@@ -402,7 +459,7 @@ impl Applier {
                 .filter(|e| e.id.is_crd())
                 .map(|e| e.id.clone())
                 .collect();
-            self.wait_established(&crds, Duration::from_secs(60))
+            self.wait_established(&crds, CRD_ESTABLISHED_TIMEOUT)
                 .await?;
             // Versions may have been added or removed: learn them again.
             self.forget_kinds();
@@ -417,7 +474,7 @@ impl Applier {
         loop {
             let gets: Vec<_> = pending.iter().map(|id| self.get(id, "v1")).collect();
             let checks = stream::iter(gets)
-                .buffered(CONCURRENCY)
+                .buffered(APPLY_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await;
             let mut still = Vec::new();
@@ -449,7 +506,7 @@ impl Applier {
             .map(|(id, version)| self.get(id, version))
             .collect();
         let checks = stream::iter(gets)
-            .buffered(CONCURRENCY)
+            .buffered(APPLY_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
         objects
@@ -520,11 +577,29 @@ impl Applier {
     }
 
     /// Deletes an object if `guard` allows it (it sees the live object and says why not).
+    /// The delete carries the uid and resourceVersion of the object the guard judged, so an
+    /// object replaced or changed (relabelled, annotated) since is not deleted: the API
+    /// server answers 409 Conflict, and the object is read and judged again, up to
+    /// [`CONFLICT_ATTEMPTS`] times; then it is kept and left to the next reconcile.
     pub async fn delete(
         &self,
         id: &ObjectId,
         version: &str,
         guard: &(dyn Fn(&Value) -> Result<(), String> + Sync),
+    ) -> Result<Deletion, Error> {
+        self.delete_with(id, version, guard, PropagationPolicy::Background)
+            .await
+    }
+
+    /// [`Self::delete`] with a propagation policy: `Foreground` keeps the object (with a
+    /// deletion timestamp) until the garbage collector has deleted its dependents, so its
+    /// disappearance says they are gone too (a Deployment's ReplicaSets and Pods).
+    pub async fn delete_with(
+        &self,
+        id: &ObjectId,
+        version: &str,
+        guard: &(dyn Fn(&Value) -> Result<(), String> + Sync),
+        propagation: PropagationPolicy,
     ) -> Result<Deletion, Error> {
         let api = match self.api(id, version).await {
             // Its kind is gone (its CRD was deleted), so is the object.
@@ -535,21 +610,73 @@ impl Applier {
             object: id.to_string(),
             source: Box::new(source),
         };
-        let Some(live) = api.get_opt(&id.name).await.map_err(failed)? else {
-            return Ok(Deletion::Absent);
-        };
-        let live = serde_json::to_value(live).unwrap_or_default();
-        if let Err(reason) = guard(&live) {
-            return Ok(Deletion::Kept(reason));
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let Some(live) = api.get_opt(&id.name).await.map_err(failed)? else {
+                return Ok(Deletion::Absent);
+            };
+            let judged = Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: live.metadata.resource_version.clone(),
+            };
+            let live = serde_json::to_value(live).unwrap_or_default();
+            if let Err(reason) = guard(&live) {
+                return Ok(Deletion::Kept(reason));
+            }
+            let params = DeleteParams {
+                propagation_policy: Some(propagation.clone()),
+                preconditions: Some(judged),
+                ..DeleteParams::default()
+            };
+            match api.delete(&id.name, &params).await {
+                Ok(_) => return Ok(Deletion::Deleted),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    return Ok(Deletion::Absent);
+                }
+                Err(error) if refusal::is_conflict(&error) => {
+                    tracing::info!(object = %id, attempt, "changed since judged deletable; judging it again");
+                }
+                Err(source) => return Err(failed(source)),
+            }
         }
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..DeleteParams::default()
-        };
-        match api.delete(&id.name, &params).await {
-            Ok(_) => Ok(Deletion::Deleted),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Deletion::Absent),
-            Err(source) => Err(failed(source)),
+        let why = format!(
+            "changed {CONFLICT_ATTEMPTS} times while being deleted; left to the next reconcile"
+        );
+        tracing::warn!(object = %id, %why, "not deleted");
+        Ok(Deletion::Kept(why))
+    }
+
+    /// Waits until none of `objects` exists any more; those still there at the timeout are
+    /// an error.
+    pub async fn wait_gone(
+        &self,
+        objects: &[(ObjectId, String)],
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<(ObjectId, String)> = objects.to_vec();
+        loop {
+            let gets: Vec<_> = pending.iter().map(|(id, v)| self.get(id, v)).collect();
+            let checks = stream::iter(gets)
+                .buffered(APPLY_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            let mut still = Vec::new();
+            for (object, live) in pending.iter().zip(checks) {
+                match live {
+                    Ok(None) | Err(Error::UnknownKind { .. }) => {}
+                    Ok(Some(_)) => still.push(object.clone()),
+                    Err(error) => return Err(error),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let names: Vec<String> = pending.iter().map(|(id, _)| id.to_string()).collect();
+                return Err(Error::StillTerminating(timeout, names.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

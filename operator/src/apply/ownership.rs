@@ -41,6 +41,12 @@ fn merge_fields(into: &mut Map<String, Value>, from: &Map<String, Value>) {
 /// The JSON patch that moves the fields of previous managers to `manager` (as one Apply
 /// entry) and drops kubectl's last-applied annotation; `None` when there is nothing to take.
 /// Entries of subresources other than the main resource (`status`) stay where they are.
+///
+/// The patch replaces `managedFields` wholesale, so it starts by setting
+/// `metadata.resourceVersion` to the one `live` was read at: the API server then applies it
+/// only to that version of the object and answers 409 Conflict if it changed since (the
+/// caller reads it again). A JSON patch `test` op on the resourceVersion would refuse too,
+/// but with a bare 422 `Invalid` that cannot be told from other refusals.
 pub fn takeover_patch(live: &Value, manager: &str) -> Option<Value> {
     let entries = live["metadata"]["managedFields"].as_array()?;
     let is_main = |entry: &Value| {
@@ -94,8 +100,13 @@ pub fn takeover_patch(live: &Value, manager: &str) -> Option<Value> {
     }
     ours["fieldsV1"] = Value::Object(fields);
     kept.push(ours);
-    let mut patch =
-        vec![json!({ "op": "replace", "path": "/metadata/managedFields", "value": kept })];
+    let mut patch = Vec::new();
+    if let Some(version) = live["metadata"]["resourceVersion"].as_str() {
+        patch.push(
+            json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": version }),
+        );
+    }
+    patch.push(json!({ "op": "replace", "path": "/metadata/managedFields", "value": kept }));
     if annotated {
         // `~1` escapes `/` in a JSON pointer.
         patch.push(json!({
@@ -170,5 +181,31 @@ mod tests {
         let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
         json_patch::patch(&mut after, &patch).unwrap();
         assert_eq!(takeover_patch(&after, "fluxop"), None);
+    }
+
+    #[test]
+    fn the_takeover_is_pinned_to_the_resource_version_it_was_computed_from() {
+        let live = json!({
+            "apiVersion": "v1",
+            "metadata": {
+                "resourceVersion": "4711",
+                "managedFields": [
+                    { "manager": "helm", "operation": "Update", "apiVersion": "v1",
+                      "fieldsV1": { "f:data": { "f:a": {} } } }
+                ]
+            }
+        });
+        let patch = takeover_patch(&live, "fluxop").unwrap();
+        assert_eq!(
+            patch[0],
+            json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": "4711" })
+        );
+        assert_eq!(patch[1]["path"], "/metadata/managedFields");
+        // The resourceVersion is the one read, so the patch leaves it as it was.
+        let mut after = live.clone();
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        json_patch::patch(&mut after, &patch).unwrap();
+        assert_eq!(after["metadata"]["resourceVersion"], "4711");
+        assert_eq!(after["metadata"]["managedFields"][0]["manager"], "fluxop");
     }
 }

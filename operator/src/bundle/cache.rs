@@ -1,6 +1,10 @@
 //! A content-addressed cache of pulled bundles on local disk, so an artifact whose digest
 //! did not change is never downloaded again. Layers are stored by their own digest and
 //! checked against it on every read; a corrupt entry reads as a miss.
+//!
+//! Each entry also records which public key the artifact was verified with when it was stored
+//! or last served ([`key_fingerprint`]), so that during a registry outage only a bundle
+//! verified with the key the instance requires now is served from here.
 
 use std::{
     io,
@@ -18,13 +22,30 @@ pub struct Error {
     source: io::Error,
 }
 
-/// What the cache keeps per artifact (manifest digest): which layer it has.
+/// What the cache keeps per artifact (manifest digest): which layer it has, and the
+/// fingerprint of the key its signature verified with ([`key_fingerprint`]). Entries written
+/// before fingerprints were recorded have none and are never served during an outage.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Entry {
     layer_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_with: Option<String>,
 }
 
+/// The fingerprint recorded for a verification: `sha256:<hex>` of the public key PEM
+/// (surrounding whitespace trimmed), or `unsigned` when no key was required.
+pub fn key_fingerprint(public_key: Option<&[u8]>) -> String {
+    match public_key {
+        None => UNSIGNED.to_string(),
+        Some(pem) => digest(pem.trim_ascii()),
+    }
+}
+
+/// The fingerprint of an artifact used without signature verification.
+pub const UNSIGNED: &str = "unsigned";
+
+#[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
 }
@@ -54,8 +75,42 @@ impl Cache {
 
     /// The layer of the artifact with this manifest digest, if cached and intact.
     pub fn get(&self, manifest_digest: &str) -> Option<Vec<u8>> {
-        let entry: Entry =
-            serde_json::from_slice(&std::fs::read(self.entry_path(manifest_digest)?).ok()?).ok()?;
+        self.read(manifest_digest).map(|(_, layer)| layer)
+    }
+
+    /// The layer of the artifact with this manifest digest, if cached, intact and stored (or
+    /// last served) after verification with the key of `fingerprint` ([`key_fingerprint`]):
+    /// what may stand in for the registry during an outage. An entry stored unverified never
+    /// stands in for one that needs a key, nor one verified with another key.
+    pub fn get_verified(&self, manifest_digest: &str, fingerprint: &str) -> Option<Vec<u8>> {
+        let (entry, layer) = self.read(manifest_digest)?;
+        (entry.verified_with.as_deref() == Some(fingerprint)).then_some(layer)
+    }
+
+    /// Records that the cached artifact was just verified with the key of `fingerprint` (its
+    /// signature checked against the registry before the cached layer was used).
+    pub fn record_verification(
+        &self,
+        manifest_digest: &str,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
+        let Some((entry, _)) = self.read_entry(manifest_digest) else {
+            return Ok(());
+        };
+        if entry.verified_with.as_deref() == Some(fingerprint) {
+            return Ok(());
+        }
+        self.write_entry(manifest_digest, entry.layer_digest, fingerprint)
+    }
+
+    fn read_entry(&self, manifest_digest: &str) -> Option<(Entry, PathBuf)> {
+        let path = self.entry_path(manifest_digest)?;
+        let entry: Entry = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        Some((entry, path))
+    }
+
+    fn read(&self, manifest_digest: &str) -> Option<(Entry, Vec<u8>)> {
+        let (entry, _) = self.read_entry(manifest_digest)?;
         let layer = std::fs::read(self.blob_path(&entry.layer_digest)?).ok()?;
         if digest(&layer) != entry.layer_digest {
             tracing::warn!(
@@ -68,12 +123,13 @@ impl Cache {
         let _ = std::fs::File::options()
             .append(true)
             .open(self.entry_path(manifest_digest)?);
-        Some(layer)
+        Some((entry, layer))
     }
 
-    /// Stores a pulled layer under its manifest digest. Writes go to a temporary file that is
-    /// renamed into place, so a crash never leaves a half-written entry.
-    pub fn put(&self, manifest_digest: &str, layer: &[u8]) -> Result<(), Error> {
+    /// Stores a pulled layer under its manifest digest, with the fingerprint of the key it was
+    /// verified with ([`key_fingerprint`]). Writes go to a temporary file that is renamed into
+    /// place, so a crash never leaves a half-written entry.
+    pub fn put(&self, manifest_digest: &str, layer: &[u8], fingerprint: &str) -> Result<(), Error> {
         let layer_digest = digest(layer);
         let (Some(entry_path), Some(blob_path)) = (
             self.entry_path(manifest_digest),
@@ -85,7 +141,28 @@ impl Cache {
             });
         };
         write_atomically(&blob_path, layer)?;
-        let entry = serde_json::to_vec(&Entry { layer_digest }).unwrap_or_default();
+        let entry = serde_json::to_vec(&Entry {
+            layer_digest,
+            verified_with: Some(fingerprint.to_string()),
+        })
+        .unwrap_or_default();
+        write_atomically(&entry_path, &entry)
+    }
+
+    fn write_entry(
+        &self,
+        manifest_digest: &str,
+        layer_digest: String,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
+        let Some(entry_path) = self.entry_path(manifest_digest) else {
+            return Ok(());
+        };
+        let entry = serde_json::to_vec(&Entry {
+            layer_digest,
+            verified_with: Some(fingerprint.to_string()),
+        })
+        .unwrap_or_default();
         write_atomically(&entry_path, &entry)
     }
 
@@ -159,7 +236,7 @@ mod tests {
     fn stored_layers_read_back_and_corruption_reads_as_a_miss() {
         let (cache, dir) = temp_cache("roundtrip");
         assert_eq!(cache.get(MANIFEST), None);
-        cache.put(MANIFEST, b"layer bytes").unwrap();
+        cache.put(MANIFEST, b"layer bytes", UNSIGNED).unwrap();
         assert_eq!(cache.get(MANIFEST).as_deref(), Some(&b"layer bytes"[..]));
         let blob = dir
             .join("blobs")
@@ -172,20 +249,81 @@ mod tests {
     #[test]
     fn digests_that_could_escape_the_cache_are_refused() {
         let (cache, _) = temp_cache("escape");
-        assert!(cache.put("sha256:../../etc/passwd", b"x").is_err());
+        assert!(
+            cache
+                .put("sha256:../../etc/passwd", b"x", UNSIGNED)
+                .is_err()
+        );
         assert_eq!(cache.get("../../etc/passwd"), None);
     }
 
     #[test]
     fn retention_keeps_the_newest_entries_and_their_layers() {
         let (cache, dir) = temp_cache("retain");
-        cache.put(OTHER, b"old layer").unwrap();
+        cache.put(OTHER, b"old layer", UNSIGNED).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        cache.put(MANIFEST, b"new layer").unwrap();
+        cache.put(MANIFEST, b"new layer", UNSIGNED).unwrap();
         cache.retain(1).unwrap();
         assert_eq!(cache.get(OTHER), None);
         assert!(cache.get(MANIFEST).is_some());
         assert_eq!(std::fs::read_dir(dir.join("blobs")).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_entries_verified_with_the_required_key_stand_in_during_an_outage() {
+        let (cache, dir) = temp_cache("fingerprint");
+        let key = key_fingerprint(Some(b"-----BEGIN PUBLIC KEY-----\nkey A\n"));
+        let other = key_fingerprint(Some(b"-----BEGIN PUBLIC KEY-----\nkey B\n"));
+        assert_ne!(key, other);
+        assert_eq!(
+            key,
+            key_fingerprint(Some(b"\n-----BEGIN PUBLIC KEY-----\nkey A\n\n")),
+            "whitespace around the PEM does not change the fingerprint"
+        );
+
+        // Stored unverified: never served when a key is required now.
+        cache.put(MANIFEST, b"unsigned layer", UNSIGNED).unwrap();
+        assert_eq!(cache.get_verified(MANIFEST, &key), None);
+        assert!(cache.get_verified(MANIFEST, UNSIGNED).is_some());
+
+        // Stored after verification with key A: served for key A only.
+        cache.put(OTHER, b"signed layer", &key).unwrap();
+        assert_eq!(
+            cache.get_verified(OTHER, &key).as_deref(),
+            Some(&b"signed layer"[..])
+        );
+        assert_eq!(cache.get_verified(OTHER, &other), None);
+        assert_eq!(cache.get_verified(OTHER, UNSIGNED), None);
+
+        // Verified again with key B (the key rotated): now it stands in for key B.
+        cache.record_verification(OTHER, &other).unwrap();
+        assert!(cache.get_verified(OTHER, &other).is_some());
+        assert_eq!(cache.get_verified(OTHER, &key), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn entries_without_a_fingerprint_never_stand_in() {
+        let (cache, dir) = temp_cache("legacy");
+        cache.put(MANIFEST, b"layer", UNSIGNED).unwrap();
+        // An entry as written before fingerprints existed.
+        let layer_digest = digest(b"layer");
+        std::fs::write(
+            dir.join("manifests").join(hex_of(MANIFEST).unwrap()),
+            format!(r#"{{"layerDigest":"{layer_digest}"}}"#),
+        )
+        .unwrap();
+        assert!(cache.get(MANIFEST).is_some());
+        assert_eq!(cache.get_verified(MANIFEST, UNSIGNED), None);
+        // A corrupt layer never stands in either.
+        cache.put(OTHER, b"good", UNSIGNED).unwrap();
+        std::fs::write(
+            dir.join("blobs").join(hex_of(&digest(b"good")).unwrap()),
+            b"bad",
+        )
+        .unwrap();
+        assert_eq!(cache.get_verified(OTHER, UNSIGNED), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -2,8 +2,9 @@
 //! format. The IO edge of the bundle module; what is pulled is checked against its digest
 //! and media types before anyone unpacks it.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
+use futures::StreamExt;
 use oci_client::{
     Client, Reference,
     client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol},
@@ -14,6 +15,7 @@ use oci_client::{
 use serde::Deserialize;
 
 use super::{CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, archive::digest, reference::ArtifactRef};
+use crate::policy::registry::{MAX_LAYER_BYTES, MAX_SMALL_BODY_BYTES, REQUEST_TIMEOUT, TAG_PAGE};
 
 /// How to reach registries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +24,9 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) trusted for HTTPS registries.
     pub ca_pem: Vec<Vec<u8>>,
-    /// Connect and read timeout of every request.
+    /// Connect and read timeout of every request; each registry call (and each wait for the
+    /// next part of a body) ends within it, and a whole fetch within
+    /// [`FETCH_DEADLINE_FACTOR`](crate::policy::registry::FETCH_DEADLINE_FACTOR) times it.
     pub timeout: Duration,
     /// The largest layer that is downloaded at all.
     pub max_layer_bytes: u64,
@@ -33,8 +37,8 @@ impl Default for RegistryConfig {
         Self {
             insecure: Vec::new(),
             ca_pem: Vec::new(),
-            timeout: Duration::from_secs(60),
-            max_layer_bytes: 256 << 20,
+            timeout: REQUEST_TIMEOUT,
+            max_layer_bytes: MAX_LAYER_BYTES,
         }
     }
 }
@@ -108,6 +112,53 @@ pub enum Error {
     #[error("cannot reach the registry of {reference}: {detail}")]
     Unreachable { reference: String, detail: String },
     #[error(
+        "{operation} {reference}: timed out after {}s waiting for the registry {registry}{progress}",
+        after.as_secs_f32()
+    )]
+    TimedOut {
+        operation: &'static str,
+        reference: String,
+        registry: String,
+        after: Duration,
+        /// ", after N of M bytes" while a body streamed; empty otherwise.
+        progress: String,
+    },
+    #[error("{operation} {reference}: the registry answered with server error {code}: {message}")]
+    ServerError {
+        operation: &'static str,
+        reference: String,
+        code: u16,
+        message: String,
+    },
+    #[error(
+        "{operation} {reference}: the download broke off after {received} of {expected} bytes \
+         (truncated body or lost connection){detail}"
+    )]
+    Truncated {
+        operation: &'static str,
+        reference: String,
+        received: u64,
+        expected: u64,
+        /// ": <transport error>" when the transport reported one.
+        detail: String,
+    },
+    #[error(
+        "{operation} {reference}: the registry sent more than the {declared} bytes the manifest \
+         declared (larger than declared); the download was stopped"
+    )]
+    LargerThanDeclared {
+        operation: &'static str,
+        reference: String,
+        declared: u64,
+    },
+    #[error("{operation} {reference}: the {what} is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        operation: &'static str,
+        reference: String,
+        what: &'static str,
+        limit: u64,
+    },
+    #[error(
         "{reference} is not a Flux bundle: expected config media type {CONFIG_MEDIA_TYPE} and one \
          {CONTENT_MEDIA_TYPE} layer, found {found}"
     )]
@@ -137,10 +188,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is no answer from the registry (unreachable, timed out, a server error, a
+    /// body cut short) rather than a real one (not found, refused, wrong content). Only such
+    /// failures may be bridged with an already verified bundle from the cache.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Error::Unreachable { .. }
+            | Error::TimedOut { .. }
+            | Error::ServerError { .. }
+            | Error::Truncated { .. } => true,
+            Error::Registry { source, .. } => matches!(
+                source,
+                OciDistributionError::RequestError(_) | OciDistributionError::IoError(_)
+            ),
+            Error::NotFound { .. }
+            | Error::Unauthorized { .. }
+            | Error::NotAFluxArtifact { .. }
+            | Error::LayerTooLarge { .. }
+            | Error::DigestMismatch { .. }
+            | Error::NotPinned { .. }
+            | Error::LargerThanDeclared { .. }
+            | Error::BodyTooLarge { .. } => false,
+        }
+    }
+
     /// Sorts a registry client error into what a person can act on.
     fn classify(
         operation: &'static str,
         reference: &ArtifactRef,
+        timeout: Duration,
         source: OciDistributionError,
     ) -> Self {
         let reference_text = reference.to_string();
@@ -171,12 +247,28 @@ impl Error {
             } => Error::Unauthorized {
                 reference: reference_text,
             },
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                Error::Unreachable {
+            // 5xx, and 429 (too many requests): the registry cannot answer now.
+            OciDistributionError::ServerError { code, message, .. }
+                if *code >= 500 || *code == 429 =>
+            {
+                Error::ServerError {
+                    operation,
                     reference: reference_text,
-                    detail: error_chain(e),
+                    code: *code,
+                    message: message.chars().take(200).collect(),
                 }
             }
+            OciDistributionError::RequestError(e) if e.is_timeout() => Error::TimedOut {
+                operation,
+                registry: reference.registry.clone(),
+                reference: reference_text,
+                after: timeout,
+                progress: format!(" ({})", error_chain(e)),
+            },
+            OciDistributionError::RequestError(e) => Error::Unreachable {
+                reference: reference_text,
+                detail: error_chain(e),
+            },
             _ if envelope_has(
                 &[
                     OciErrorCode::ManifestUnknown,
@@ -215,6 +307,34 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// Does this transport error (or one of its sources) say a wait timed out?
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        // reqwest's own timeout error is private; its text is the stable part.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || e.to_string().contains("timed out")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// The layer and its digest, hashed on a blocking thread (a layer is up to 256 MiB).
+async fn hash_off_runtime(bytes: Vec<u8>) -> (Vec<u8>, String) {
+    // Hashing does not panic; if the task was lost anyway, no digest is reported, so the
+    // comparison fails closed.
+    tokio::task::spawn_blocking(move || {
+        let actual = digest(&bytes);
+        (bytes, actual)
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// What a pull returns: the manifest digest, the layer's bytes and the manifest annotations.
@@ -271,7 +391,7 @@ impl Registry {
     ) -> Result<String, Error> {
         let reference = target.to_oci();
         let auth = self.credentials.to_registry_auth();
-        let classify = |operation, e| Error::classify(operation, target, e);
+        let classify = |operation, e| Error::classify(operation, target, self.config.timeout, e);
         self.client
             .auth(&reference, &auth, oci_client::RegistryOperation::Push)
             .await
@@ -304,28 +424,68 @@ impl Registry {
         Ok(manifest_digest)
     }
 
+    /// Runs one registry call within the request timeout.
+    async fn within_timeout<T>(
+        &self,
+        operation: &'static str,
+        reference: &ArtifactRef,
+        call: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, Error> {
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(|e| Error::classify(operation, reference, timeout, e)),
+            Err(_) => Err(Error::TimedOut {
+                operation,
+                reference: reference.to_string(),
+                registry: reference.registry.clone(),
+                after: timeout,
+                progress: String::new(),
+            }),
+        }
+    }
+
     /// The digest a tag points at now (a HEAD request; nothing is downloaded).
     pub async fn resolve(&self, artifact: &ArtifactRef) -> Result<String, Error> {
         if let Some(digest) = &artifact.digest {
             return Ok(digest.clone());
         }
-        self.client
-            .fetch_manifest_digest(&artifact.to_oci(), &self.credentials.to_registry_auth())
-            .await
-            .map_err(|e| Error::classify("resolve", artifact, e))
+        self.within_timeout(
+            "resolve",
+            artifact,
+            self.client
+                .fetch_manifest_digest(&artifact.to_oci(), &self.credentials.to_registry_auth()),
+        )
+        .await
     }
 
-    async fn manifest(&self, artifact: &ArtifactRef) -> Result<(String, Manifest), Error> {
-        let reference = artifact.to_oci();
+    /// The raw manifest of `artifact` (by tag or digest), checked against the digest when
+    /// pinned and refused over [`MAX_SMALL_BODY_BYTES`]. oci-client reads a manifest whole, so
+    /// that limit is checked after the read; the request timeout bounds the read itself.
+    pub(crate) async fn raw_manifest(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        accepted_media_types: &[&str],
+    ) -> Result<(String, Vec<u8>), Error> {
         let (bytes, _) = self
-            .client
-            .pull_manifest_raw(
-                &reference,
-                &self.credentials.to_registry_auth(),
-                &[OCI_IMAGE_MEDIA_TYPE],
+            .within_timeout(
+                operation,
+                artifact,
+                self.client.pull_manifest_raw(
+                    &artifact.to_oci(),
+                    &self.credentials.to_registry_auth(),
+                    accepted_media_types,
+                ),
             )
-            .await
-            .map_err(|e| Error::classify("pull manifest of", artifact, e))?;
+            .await?;
+        if bytes.len() as u64 > MAX_SMALL_BODY_BYTES {
+            return Err(Error::BodyTooLarge {
+                operation,
+                reference: artifact.to_string(),
+                what: "manifest",
+                limit: MAX_SMALL_BODY_BYTES,
+            });
+        }
         let actual = digest(&bytes);
         if let Some(expected) = &artifact.digest
             && *expected != actual
@@ -336,6 +496,13 @@ impl Registry {
                 actual,
             });
         }
+        Ok((actual, bytes.to_vec()))
+    }
+
+    async fn manifest(&self, artifact: &ArtifactRef) -> Result<(String, Manifest), Error> {
+        let (actual, bytes) = self
+            .raw_manifest("pull manifest of", artifact, &[OCI_IMAGE_MEDIA_TYPE])
+            .await?;
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| Error::NotAFluxArtifact {
                 reference: artifact.to_string(),
@@ -344,8 +511,123 @@ impl Registry {
         Ok((actual, manifest))
     }
 
+    /// Downloads one blob of `artifact`'s repository into memory, never holding more than its
+    /// declared size (which must be within `limit`): the body is cut off the moment it runs
+    /// past the declared size, each wait for the next part ends within the request timeout,
+    /// a body that ends early is reported as truncated, and the digest is checked at the end.
+    pub(crate) async fn pull_blob_bounded(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        descriptor: &OciDescriptor,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let reference = || artifact.to_string();
+        let declared = match u64::try_from(descriptor.size) {
+            Ok(size) if size <= limit => size,
+            _ => {
+                return Err(Error::LayerTooLarge {
+                    reference: reference(),
+                    size: descriptor.size,
+                    limit,
+                });
+            }
+        };
+        let timeout = self.config.timeout;
+        let timed_out = |received: u64| Error::TimedOut {
+            operation,
+            reference: reference(),
+            registry: artifact.registry.clone(),
+            after: timeout,
+            progress: format!(", after {received} of {declared} bytes"),
+        };
+        let larger = || Error::LargerThanDeclared {
+            operation,
+            reference: reference(),
+            declared,
+        };
+        let sized = self
+            .within_timeout(
+                operation,
+                artifact,
+                self.client.pull_blob_stream(&artifact.to_oci(), descriptor),
+            )
+            .await?;
+        if sized.content_length.is_some_and(|length| length > declared) {
+            return Err(larger());
+        }
+        let mut stream = sized.stream;
+        let mut bytes: Vec<u8> = Vec::with_capacity(declared as usize);
+        loop {
+            let received = bytes.len() as u64;
+            match tokio::time::timeout(timeout, stream.next()).await {
+                Err(_) => return Err(timed_out(received)),
+                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => {
+                    if received + chunk.len() as u64 > declared {
+                        return Err(larger());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                // oci-client's stream checks the digest at its end and reports a mismatch as an
+                // error; a body that is complete in length but fails it is a digest mismatch.
+                Ok(Some(Err(error))) if received == declared => {
+                    let (bytes, actual) = hash_off_runtime(bytes).await;
+                    drop(bytes);
+                    if actual != descriptor.digest {
+                        return Err(Error::DigestMismatch {
+                            reference: reference(),
+                            expected: descriptor.digest.clone(),
+                            actual,
+                        });
+                    }
+                    return Err(Error::Truncated {
+                        operation,
+                        reference: reference(),
+                        received,
+                        expected: declared,
+                        detail: format!(": {}", error_chain(&error)),
+                    });
+                }
+                Ok(Some(Err(error))) => {
+                    return Err(if is_timeout(&error) {
+                        timed_out(received)
+                    } else {
+                        Error::Truncated {
+                            operation,
+                            reference: reference(),
+                            received,
+                            expected: declared,
+                            detail: format!(": {}", error_chain(&error)),
+                        }
+                    });
+                }
+            }
+        }
+        let received = bytes.len() as u64;
+        if received < declared {
+            return Err(Error::Truncated {
+                operation,
+                reference: reference(),
+                received,
+                expected: declared,
+                detail: String::new(),
+            });
+        }
+        let (bytes, actual) = hash_off_runtime(bytes).await;
+        if actual != descriptor.digest {
+            return Err(Error::DigestMismatch {
+                reference: reference(),
+                expected: descriptor.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Pulls the artifact pinned by digest: checks the manifest digest, the Flux media types
-    /// and the layer size before downloading, and the layer digest after.
+    /// and the layer size before downloading, the size while downloading, and the layer digest
+    /// after.
     pub async fn pull(&self, artifact: &ArtifactRef) -> Result<PulledArtifact, Error> {
         if artifact.digest.is_none() {
             return Err(Error::NotPinned {
@@ -376,26 +658,14 @@ impl Registry {
                 });
             }
         };
-        if layer.size < 0 || layer.size as u64 > self.config.max_layer_bytes {
-            return Err(Error::LayerTooLarge {
-                reference: artifact.to_string(),
-                size: layer.size,
-                limit: self.config.max_layer_bytes,
-            });
-        }
-        let mut bytes = Vec::with_capacity(layer.size as usize);
-        self.client
-            .pull_blob(&artifact.to_oci(), layer, &mut bytes)
-            .await
-            .map_err(|e| Error::classify("pull layer of", artifact, e))?;
-        let actual = digest(&bytes);
-        if actual != layer.digest {
-            return Err(Error::DigestMismatch {
-                reference: artifact.to_string(),
-                expected: layer.digest.clone(),
-                actual,
-            });
-        }
+        let bytes = self
+            .pull_blob_bounded(
+                "pull layer of",
+                artifact,
+                layer,
+                self.config.max_layer_bytes,
+            )
+            .await?;
         Ok(PulledArtifact {
             digest: manifest_digest,
             layer: bytes,
@@ -414,21 +684,23 @@ impl Registry {
 
     /// Every tag of the repository, following the registry's pagination.
     pub async fn list_tags(&self, repository: &ArtifactRef) -> Result<Vec<String>, Error> {
-        const PAGE: usize = 100;
+        const PAGE: usize = TAG_PAGE;
         let reference: Reference = repository.repository_ref().to_oci();
         let auth = self.credentials.to_registry_auth();
         let mut tags: Vec<String> = Vec::new();
         loop {
             let page = self
-                .client
-                .list_tags(
-                    &reference,
-                    &auth,
-                    Some(PAGE),
-                    tags.last().map(String::as_str),
+                .within_timeout(
+                    "list tags of",
+                    repository,
+                    self.client.list_tags(
+                        &reference,
+                        &auth,
+                        Some(PAGE),
+                        tags.last().map(String::as_str),
+                    ),
                 )
-                .await
-                .map_err(|e| Error::classify("list tags of", repository, e))?;
+                .await?;
             let count = page.tags.len();
             tags.extend(page.tags);
             if count < PAGE {
@@ -436,5 +708,55 @@ impl Registry {
             }
         }
         Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(source: OciDistributionError) -> Error {
+        let artifact = ArtifactRef::parse("oci://registry.example:5000/flux/bundle:v1").unwrap();
+        Error::classify("resolve", &artifact, Duration::from_secs(5), source)
+    }
+
+    fn server(code: u16) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: "http://registry.example:5000/v2/flux/bundle/manifests/v1".into(),
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn server_errors_are_outages_and_answers_are_not() {
+        for code in [500, 502, 503, 429] {
+            let error = classify(server(code));
+            assert!(
+                matches!(error, Error::ServerError { .. }) && error.is_outage(),
+                "{code}: {error:?}"
+            );
+            assert!(
+                error.to_string().contains(&format!("server error {code}")),
+                "{error}"
+            );
+        }
+        for (code, outage) in [(404, false), (401, false), (403, false), (400, false)] {
+            assert_eq!(classify(server(code)).is_outage(), outage, "{code}");
+        }
+        let unauthorized = classify(OciDistributionError::UnauthorizedError {
+            url: "http://registry.example:5000/v2/".into(),
+        });
+        assert!(!unauthorized.is_outage(), "{unauthorized:?}");
+        let mismatch = classify(OciDistributionError::DigestError(
+            oci_client::errors::DigestError::VerificationError {
+                expected: "sha256:a".into(),
+                actual: "sha256:b".into(),
+            },
+        ));
+        assert!(
+            matches!(mismatch, Error::DigestMismatch { .. }) && !mismatch.is_outage(),
+            "{mismatch:?}"
+        );
     }
 }

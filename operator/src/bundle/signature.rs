@@ -2,10 +2,13 @@
 //! so `cosign sign --key` / `cosign verify --key` and fluxop accept each other's signatures.
 //! Everything works offline: no transparency log, no certificate authority.
 
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor};
+use serde::Deserialize;
 use sigstore::{
     cosign::{
         ClientBuilder, Constraint, CosignCapabilities, SignatureLayer,
         constraint::PrivateKeySigner,
+        simple_signing::SimpleSigning,
         verification_constraint::{PublicKeyVerifier, VerificationConstraintVec},
         verify_constraints,
     },
@@ -18,8 +21,14 @@ use zeroize::Zeroizing;
 
 use super::{
     reference::ArtifactRef,
-    registry::{Registry, RegistryConfig},
+    registry::{self, Registry, RegistryConfig},
 };
+use crate::policy::registry::MAX_SMALL_BODY_BYTES;
+
+/// Media type of a cosign SimpleSigning signature layer.
+const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The layer annotation holding the base64 signature over the layer's bytes.
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
 /// Cosign's key type: ECDSA P-256 with SHA-256.
 const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
@@ -49,6 +58,20 @@ pub enum Error {
         reference: String,
         detail: String,
     },
+    /// The signature could not be read from the registry (with fluxop's own bounded client).
+    #[error("fetch the signature of {reference}: {source}")]
+    Fetch {
+        reference: String,
+        source: Box<registry::Error>,
+    },
+}
+
+impl Error {
+    /// Whether the registry gave no answer (see [`registry::Error::is_outage`]) rather than
+    /// a verdict on the signature.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Error::Fetch { source, .. } if source.is_outage())
+    }
 }
 
 /// A new cosign-compatible key pair: the private key encrypted with `password` (PEM
@@ -182,46 +205,151 @@ pub async fn sign(
     password: &[u8],
 ) -> Result<String, Error> {
     let signer = signer(private_pem, password)?;
-    let mut session = open(registry, artifact).await?;
-    let mut layer = SignatureLayer::new_unsigned(&session.image, &session.digest)
-        .map_err(|e| registry_error(artifact, "sign", e))?;
-    PrivateKeySigner::new_with_signer(signer)
-        .add_constraint(&mut layer)
-        .map_err(|e| registry_error(artifact, "sign", e))?;
-    session
-        .client
-        .push_signature(None, &session.auth, &session.signature_image, vec![layer])
+    // sigstore's registry client takes no timeouts: the whole exchange gets a deadline.
+    let deadline = registry
+        .config()
+        .timeout
+        .saturating_mul(crate::policy::registry::FETCH_DEADLINE_FACTOR);
+    let exchange = async {
+        let mut session = open(registry, artifact).await?;
+        let mut layer = SignatureLayer::new_unsigned(&session.image, &session.digest)
+            .map_err(|e| registry_error(artifact, "sign", e))?;
+        PrivateKeySigner::new_with_signer(signer)
+            .add_constraint(&mut layer)
+            .map_err(|e| registry_error(artifact, "sign", e))?;
+        session
+            .client
+            .push_signature(None, &session.auth, &session.signature_image, vec![layer])
+            .await
+            .map_err(|e| registry_error(artifact, "push the signature of", e))?;
+        Ok(session.signature_image.to_string())
+    };
+    tokio::time::timeout(deadline, exchange)
         .await
-        .map_err(|e| registry_error(artifact, "push the signature of", e))?;
-    Ok(session.signature_image.to_string())
+        .unwrap_or_else(|_| {
+            Err(registry_error(
+                artifact,
+                "sign",
+                format!(
+                    "timed out after {}s waiting for the registry {}",
+                    deadline.as_secs_f32(),
+                    artifact.registry
+                ),
+            ))
+        })
+}
+
+/// The parts of a signature manifest that verification reads.
+#[derive(Debug, Deserialize)]
+struct SignatureManifest {
+    #[serde(default)]
+    layers: Vec<OciDescriptor>,
 }
 
 /// Verifies that the artifact pinned by digest carries a signature made with the private key
 /// of `public_pem`. Nothing of the artifact is downloaded.
+///
+/// The `.sig` manifest and its layers are read with fluxop's own registry client, so the same
+/// timeouts, size limits and TLS settings apply as to the bundle: at most
+/// [`MAX_SMALL_BODY_BYTES`] per document, every wait bounded by the request timeout. The
+/// checks are sigstore's for the key-pair case (SimpleSigning payload naming this digest,
+/// signature annotation, layer digest), and sigstore verifies the signature itself.
 pub async fn verify(
     registry: &Registry,
     artifact: &ArtifactRef,
     public_pem: &[u8],
 ) -> Result<(), Error> {
     let verifier = parse_public_key(public_pem)?;
-    let mut session = open(registry, artifact).await?;
-    // Layers whose payload names another digest are already dropped here.
-    let layers = session
-        .client
-        .trusted_signature_layers(&session.auth, &session.image)
-        .await
-        .map_err(|e| registry_error(artifact, "fetch the signatures of", e))?;
-    if layers.is_empty() {
-        return Err(Error::NotSigned {
+    let Some(digest) = artifact.digest.clone() else {
+        return Err(Error::NotPinned {
             reference: artifact.to_string(),
-            signature_tag: session.signature_image.to_string(),
         });
+    };
+    let signature_ref = ArtifactRef {
+        tag: Some(format!("{}.sig", digest.replace(':', "-"))),
+        digest: None,
+        ..artifact.clone()
+    };
+    let fetch_failed = |source| Error::Fetch {
+        reference: artifact.to_string(),
+        source: Box::new(source),
+    };
+    let not_signed = || Error::NotSigned {
+        reference: artifact.to_string(),
+        signature_tag: signature_ref.to_registry_string(),
+    };
+    let manifest = match registry
+        .raw_manifest(
+            "pull the signature manifest of",
+            &signature_ref,
+            &[OCI_IMAGE_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
+        )
+        .await
+    {
+        Ok((_, bytes)) => bytes,
+        Err(registry::Error::NotFound { .. }) => return Err(not_signed()),
+        Err(e) => return Err(fetch_failed(e)),
+    };
+    let Ok(manifest) = serde_json::from_slice::<SignatureManifest>(&manifest) else {
+        return Err(not_signed());
+    };
+    let mut layers = Vec::new();
+    for descriptor in manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+    {
+        let Some(signature) = descriptor
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+        else {
+            continue;
+        };
+        let data = match registry
+            .pull_blob_bounded(
+                "pull a signature layer of",
+                &signature_ref,
+                descriptor,
+                MAX_SMALL_BODY_BYTES,
+            )
+            .await
+        {
+            Ok(data) => data,
+            // Too large or the wrong content: not a signature of ours, as sigstore skips it.
+            Err(e) if !e.is_outage() => {
+                tracing::info!(artifact = %artifact, error = %e, "skipping a signature layer");
+                continue;
+            }
+            Err(e) => return Err(fetch_failed(e)),
+        };
+        let Ok(simple_signing) = serde_json::from_slice::<SimpleSigning>(&data) else {
+            continue;
+        };
+        // A payload naming another digest (a signature copied over) does not count.
+        if !simple_signing.satisfies_manifest_digest(&digest) {
+            continue;
+        }
+        layers.push(SignatureLayer {
+            simple_signing,
+            oci_digest: descriptor.digest.clone(),
+            certificate_signature: None,
+            bundle: None,
+            signature: Some(signature.clone()),
+            raw_data: data,
+        });
+    }
+    if layers.is_empty() {
+        return Err(not_signed());
     }
     let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
     verify_constraints(&layers, constraints.iter()).map_err(|_| Error::WrongKey {
         reference: artifact.to_string(),
     })
 }
+
+/// Docker's schema 2 manifest media type (older cosign versions write signatures with it).
+const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 #[cfg(test)]
 mod tests {

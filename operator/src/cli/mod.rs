@@ -188,6 +188,17 @@ pub struct RunArgs {
         default_value = "fluxop-leader-election"
     )]
     pub leader_election_id: String,
+    /// How long a standby waits, by its own clock, for a Lease that stopped changing before
+    /// taking it over (whole seconds; default 15s).
+    #[arg(long, env = "FLUXOP_LEADER_ELECTION_LEASE_DURATION", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Option<std::time::Duration>,
+    /// How long the leader goes on without a successful renew before it stops leading
+    /// (default 10s; shorter than the lease duration).
+    #[arg(long, env = "FLUXOP_LEADER_ELECTION_RENEW_DEADLINE", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Option<std::time::Duration>,
+    /// How often the leader renews the Lease and a standby tries again (default 2s).
+    #[arg(long, env = "FLUXOP_LEADER_ELECTION_RETRY_PERIOD", value_parser = parse_duration)]
+    pub leader_election_retry_period: Option<std::time::Duration>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -545,6 +556,19 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             keep: 5,
         },
     };
+    let defaults = controller::lease::Timing::default();
+    let timing = controller::lease::Timing {
+        lease_duration: args
+            .leader_election_lease_duration
+            .unwrap_or(defaults.lease_duration),
+        renew_deadline: args
+            .leader_election_renew_deadline
+            .unwrap_or(defaults.renew_deadline),
+        retry_period: args
+            .leader_election_retry_period
+            .unwrap_or(defaults.retry_period),
+    };
+    timing.validate().map_err(Error::Usage)?;
     let election = args.leader_elect.then(|| {
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "fluxop".into());
@@ -555,6 +579,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             &args.namespace,
             &args.leader_election_id,
             &identity,
+            timing,
         )
     });
     let leader_gauge = context.metrics.leader.clone();
@@ -569,10 +594,18 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         leader_gauge.set(1);
         match &election {
             Some(election) => {
-                tokio::select! {
-                    _ = controller::run(context, health, args.reporting_interval, instance_source.clone(), args.fleet_hub) => Ok(()),
-                    lost = election.hold() => Err(Error::LeadershipLost(lost)),
-                }
+                let work = controller::run(
+                    context,
+                    health,
+                    args.reporting_interval,
+                    instance_source.clone(),
+                    args.fleet_hub,
+                );
+                // The controllers are dropped (and stop writing) as soon as leadership ends.
+                election.lead(work).await.map_err(|lost| {
+                    leader_gauge.set(0);
+                    Error::LeadershipLost(lost)
+                })
             }
             None => {
                 controller::run(

@@ -5,8 +5,13 @@
 //! every member, later waves are never touched, and the fleet is `Stalled` until its spec
 //! changes. Unreachable members are reported and retried; the wave waits for them.
 //!
-//! The decisions ([`member_state`], [`plan`]) are pure; the rest talks to the hub and the
-//! members.
+//! Member kubeconfigs must carry inline credentials: one with an exec plugin, an auth
+//! provider or a file reference is refused before any client is built ([`member_kubeconfig`]),
+//! and the fleet reports it (`Ready=False`, reason `KubeconfigRefused`, the member's
+//! `lastError`, a Warning event).
+//!
+//! The decisions ([`member_state`], [`plan`], [`member_kubeconfig::check`]) are pure; the rest
+//! talks to the hub and the members.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -17,19 +22,26 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::conditions;
+use super::member_kubeconfig;
 use crate::api::{
     FluxInstance, FluxInstanceSpec, SINGLETON_NAME,
     constants::{condition, reason},
     fleet::{FleetMemberStatus, FluxFleet, FluxFleetStatus},
 };
+use crate::policy;
 
 /// Field manager of what the hub applies on members.
 pub const FIELD_MANAGER: &str = "fluxop-hub";
@@ -100,6 +112,9 @@ pub enum MemberState {
     Healthy,
     Failed(String),
     Unreachable(String),
+    /// Its kubeconfig was refused ([`member_kubeconfig::check`]): nothing is read from or
+    /// applied to it until its Secret is fixed; its wave waits, like for an unreachable one.
+    Refused(String),
 }
 
 /// A member's state against the desired digest; `applied_at` is when the hub applied it.
@@ -202,6 +217,7 @@ pub fn plan(
             .filter_map(|m| match state(m) {
                 MemberState::Healthy => None,
                 MemberState::Unreachable(why) => Some(format!("{m} unreachable: {why}")),
+                MemberState::Refused(why) => Some(format!("{m} refused: {why}")),
                 MemberState::Progressing(why) => Some(format!("{m}: {why}")),
                 _ => Some(m.clone()),
             })
@@ -216,33 +232,51 @@ pub fn plan(
     Step::Done
 }
 
+/// Why there is no client for a member.
+#[derive(Debug, Clone, PartialEq)]
+enum MemberClientError {
+    /// The kubeconfig asks for something the hub refuses to do (exec, files, ...).
+    Refused(String),
+    /// Anything else: the Secret is missing or unreadable, the kubeconfig does not parse, ...
+    Other(String),
+}
+
 /// A client for a member, from the kubeconfig in its Secret; short timeouts, so an
-/// unreachable member does not hold up the others.
+/// unreachable member does not hold up the others. The kubeconfig is checked
+/// ([`member_kubeconfig::check`]) before the kube crate sees it: nothing in it runs or is
+/// read in the operator's pod.
 async fn member_client(
     hub: &Client,
     namespace: &str,
     member: &crate::api::fleet::FleetMember,
-) -> Result<Client, String> {
+) -> Result<Client, MemberClientError> {
+    use MemberClientError::Other;
     let reference = &member.kubeconfig_secret_ref;
     let key = reference.key.as_deref().unwrap_or("value");
     let secret = Api::<Secret>::namespaced(hub.clone(), namespace)
         .get_opt(&reference.name)
         .await
-        .map_err(|e| format!("reading Secret {}: {e}", reference.name))?
-        .ok_or_else(|| format!("Secret {} does not exist", reference.name))?;
+        .map_err(|e| Other(format!("reading Secret {}: {e}", reference.name)))?
+        .ok_or_else(|| Other(format!("Secret {} does not exist", reference.name)))?;
     let bytes = secret
         .data
         .and_then(|mut d| d.remove(key))
-        .ok_or_else(|| format!("Secret {} has no key {key:?}", reference.name))?;
-    let text = String::from_utf8(bytes.0).map_err(|e| format!("kubeconfig: {e}"))?;
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&text).map_err(|e| format!("kubeconfig: {e}"))?;
+        .ok_or_else(|| Other(format!("Secret {} has no key {key:?}", reference.name)))?;
+    let text = String::from_utf8(bytes.0).map_err(|e| Other(format!("kubeconfig: {e}")))?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+        .map_err(|e| Other(format!("kubeconfig: {e}")))?;
+    member_kubeconfig::check(&kubeconfig).map_err(|refused| {
+        MemberClientError::Refused(format!(
+            "kubeconfig in Secret {} (key {key:?}) refused: {refused}",
+            reference.name
+        ))
+    })?;
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .map_err(|e| format!("kubeconfig: {e}"))?;
-    config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(15));
-    Client::try_from(config).map_err(|e| format!("client: {e}"))
+        .map_err(|e| Other(format!("kubeconfig: {e}")))?;
+    config.connect_timeout = Some(policy::fleet::MEMBER_CONNECT_TIMEOUT);
+    config.read_timeout = Some(policy::fleet::MEMBER_READ_TIMEOUT);
+    Client::try_from(config).map_err(|e| Other(format!("client: {e}")))
 }
 
 fn describe(error: &kube::Error) -> String {
@@ -311,10 +345,20 @@ pub struct Hub {
     pub namespace: String,
 }
 
+/// What the reconciler holds: the hub, and who it reports events as.
+struct Context {
+    hub: Hub,
+    reporter: Reporter,
+}
+
+/// The fleet's conditions after `step`; `refused` lists (member, why) of the members whose
+/// kubeconfig was refused: while there are any, the fleet is `Ready=False`
+/// (`KubeconfigRefused`) rather than merely progressing, since only a fixed Secret helps.
 fn set_conditions(
     status: &mut FluxFleetStatus,
     generation: Option<i64>,
     step: &Step,
+    refused: &[(String, String)],
     now: Timestamp,
 ) {
     let mut list: Vec<Condition> = status.conditions.take().unwrap_or_default();
@@ -373,10 +417,56 @@ fn set_conditions(
             conditions::remove(&mut list, condition::RECONCILING);
         }
     }
+    if !refused.is_empty() && matches!(step, Step::Apply(_) | Step::Wait { .. }) {
+        let message = refused
+            .iter()
+            .map(|(member, why)| format!("member {member}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        conditions::set(
+            &mut list,
+            condition::READY,
+            "False",
+            reason::KUBECONFIG_REFUSED,
+            &message,
+            generation,
+            now,
+        );
+    }
     status.conditions = Some(list);
 }
 
-async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error> {
+/// A Warning event on the fleet and a warn log line for each member whose kubeconfig is newly
+/// refused (or refused for a different reason than the status already says).
+///
+/// A fresh [`Recorder`] per event: a recorder folds events of the same object, type, reason
+/// and action into one series and keeps the first one's note, so a second member's refusal
+/// would only bump the first one's count. What is new is decided here, from the status.
+async fn announce_refusals(
+    client: &Client,
+    reporter: &Reporter,
+    fleet: &FluxFleet,
+    refusals: &[(String, String)],
+) {
+    let name = fleet.name_any();
+    for (member, why) in refusals {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        tracing::warn!(fleet = %name, %member, %why, "member kubeconfig refused");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason::KUBECONFIG_REFUSED.into(),
+            note: Some(super::truncate_note(&format!("member {member}: {why}"))),
+            action: "ConnectMember".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &fleet.object_ref(&())).await {
+            tracing::warn!(%error, fleet = %name, "publishing an event failed");
+        }
+    }
+}
+
+async fn reconcile(fleet: Arc<FluxFleet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let hub = &ctx.hub;
     let now = Timestamp::now();
     let spec = &fleet.spec;
     let name = fleet.name_any();
@@ -407,6 +497,9 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
     let mut changed = BTreeMap::new();
     let mut clients = BTreeMap::new();
     let mut desired_specs = BTreeMap::new();
+    // (member, why) of every refused kubeconfig, and of those not yet in the status.
+    let mut refused = Vec::new();
+    let mut newly_refused = Vec::new();
     for (wave, names) in &waves {
         for member_name in names {
             let Some(member) = spec.members.iter().find(|m| &m.name == member_name) else {
@@ -430,7 +523,19 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
                 }
             };
             let observed = match member_client(&hub.client, &hub.namespace, member).await {
-                Err(e) => Err(e),
+                Err(MemberClientError::Refused(why)) => {
+                    if before.last_error.as_deref() != Some(why.as_str()) {
+                        newly_refused.push((member_name.clone(), why.clone()));
+                    } else {
+                        tracing::debug!(fleet = %name, member = %member_name, "member kubeconfig still refused");
+                    }
+                    record.last_error = Some(why.clone());
+                    refused.push((member_name.clone(), why.clone()));
+                    states.insert(member_name.clone(), MemberState::Refused(why));
+                    members.insert(member_name.clone(), record);
+                    continue;
+                }
+                Err(MemberClientError::Other(e)) => Err(e),
                 Ok(client) => {
                     let got = Api::<FluxInstance>::namespaced(client.clone(), &namespace)
                         .get_opt(SINGLETON_NAME)
@@ -448,7 +553,9 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
             let state = member_state(&observed, &digest, applied_at, now, timeout);
             record.ready = state == MemberState::Healthy;
             record.last_error = match &state {
-                MemberState::Failed(why) | MemberState::Unreachable(why) => Some(why.clone()),
+                MemberState::Failed(why)
+                | MemberState::Unreachable(why)
+                | MemberState::Refused(why) => Some(why.clone()),
                 MemberState::Progressing(why) => Some(why.clone()),
                 _ => None,
             };
@@ -513,7 +620,7 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
         _ => {}
     }
     if let Some(step) = &step {
-        set_conditions(&mut status, generation, step, now);
+        set_conditions(&mut status, generation, step, &refused, now);
     }
     status.members = Some(members.into_values().collect());
     status.observed_generation = generation;
@@ -527,13 +634,14 @@ async fn reconcile(fleet: Arc<FluxFleet>, hub: Arc<Hub>) -> Result<Action, Error
             .await
             .map_err(|e| Error::Status(name.clone(), e))?;
     }
+    announce_refusals(&hub.client, &ctx.reporter, &fleet, &newly_refused).await;
     Ok(match step {
         Some(Step::Done) | None => Action::requeue(Duration::from_secs(60)),
         _ => Action::requeue(Duration::from_secs(3)),
     })
 }
 
-fn error_policy(_: Arc<FluxFleet>, error: &Error, _: Arc<Hub>) -> Action {
+fn error_policy(_: Arc<FluxFleet>, error: &Error, _: Arc<Context>) -> Action {
     tracing::warn!(%error, "fleet reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }
@@ -541,8 +649,12 @@ fn error_policy(_: Arc<FluxFleet>, error: &Error, _: Arc<Hub>) -> Action {
 /// Runs the FluxFleet controller of the hub's namespace.
 pub async fn run(hub: Hub) {
     let fleets = Api::<FluxFleet>::namespaced(hub.client.clone(), &hub.namespace);
+    let reporter = Reporter {
+        controller: "fluxop".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     Controller::new(fleets, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(hub))
+        .run(reconcile, error_policy, Arc::new(Context { hub, reporter }))
         .for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(%error, "fleet controller event");
@@ -669,6 +781,49 @@ mod tests {
             state(Err("refused".into()), None, 0),
             MemberState::Unreachable(_)
         ));
+    }
+
+    #[test]
+    fn a_refused_member_holds_its_wave_and_makes_the_fleet_not_ready_with_a_reason() {
+        let none = BTreeMap::new();
+        let why = "kubeconfig in Secret c-kubeconfig (key \"value\") refused: user \"x\" uses an exec plugin (exec)";
+        let refused_states = states(&[
+            ("a", MemberState::Healthy),
+            ("b", MemberState::Healthy),
+            ("c", MemberState::Refused(why.into())),
+        ]);
+        let step = plan(&waves(), &refused_states, &none);
+        assert!(
+            matches!(&step, Step::Wait { wave, why: w } if wave == "rest" && w.contains("c refused: kubeconfig in Secret c-kubeconfig")),
+            "{step:?}"
+        );
+        let now = Timestamp::from_second(100).unwrap();
+        let mut status = FluxFleetStatus::default();
+        set_conditions(
+            &mut status,
+            Some(3),
+            &step,
+            &[("c".into(), why.into())],
+            now,
+        );
+        let list = status.conditions.clone().unwrap();
+        let ready = list.iter().find(|c| c.type_ == condition::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::KUBECONFIG_REFUSED)
+        );
+        assert!(
+            ready
+                .message
+                .starts_with("member c: kubeconfig in Secret c-kubeconfig"),
+            "{}",
+            ready.message
+        );
+        // Once the Secret is fixed the reason goes back to the rollout's.
+        set_conditions(&mut status, Some(3), &step, &[], now);
+        let list = status.conditions.unwrap();
+        let ready = list.iter().find(|c| c.type_ == condition::READY).unwrap();
+        assert_eq!(ready.reason, reason::PROGRESSING);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use kube::api::PropagationPolicy;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -17,7 +18,9 @@ use crate::{
         self, Applier, ChangeSet, Deletion, Health, HealthOutcome, ObjectId, Options,
         migrate::{self, Migration},
         object,
+        paging::Pager,
     },
+    policy,
 };
 
 /// Why converging stopped short.
@@ -297,10 +300,23 @@ pub async fn prune(
     Ok(())
 }
 
-/// Removes what the instance installed: the controllers first (so nothing acts on Flux
-/// objects any more), then the finalizers of Flux custom resources (nobody is left to handle
-/// them; what Flux deployed stays running), then the rest of the inventory. The namespace is
-/// kept.
+/// Removes what the instance installed, in an order that leaves no controller running
+/// while finalizers go:
+///
+/// 1. the controller Deployments, deleted in the foreground and waited for until they are
+///    gone: the garbage collector removes a Deployment only after its ReplicaSets and
+///    their Pods are gone from the API, which on a real node is once the kubelet has
+///    stopped the containers, and with kwok nodes (or pods never scheduled, or never
+///    created) as soon as the objects are deleted. So no controller is left that could
+///    handle a Flux object or add a finalizer back. If they are not gone in
+///    [`policy::kube::CONTROLLERS_GONE_TIMEOUT`], uninstall fails here (nothing else was
+///    touched) and is retried;
+/// 2. the finalizers of every Flux custom resource, listed page by page (nobody is left to
+///    handle them; what Flux deployed stays running);
+/// 3. the rest of the inventory in reverse apply order, CRDs last (which deletes the Flux
+///    custom resources, now without finalizers).
+///
+/// The namespace is kept (prune never deletes one), and so is what Flux deployed.
 pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Report, apply::Error> {
     let started = Instant::now();
     let mut report = Report::default();
@@ -313,14 +329,30 @@ pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Rep
         .filter_map(|e| Some((ObjectId::parse_inventory_id(&e.id)?, e.v.clone())))
         .collect();
     let guard = |live: &Value| prune_guard(instance, live);
-    for (id, version) in entries
-        .iter()
-        .filter(|(id, _)| id.group == "apps" && id.kind == "Deployment")
-    {
-        if applier.delete(id, version, &guard).await? == Deletion::Deleted {
-            report.pruned.push(id.to_string());
+    let mut terminating = Vec::new();
+    for (id, version) in entries.iter().filter(|(id, _)| is_controller(id)) {
+        match applier
+            .delete_with(id, version, &guard, PropagationPolicy::Foreground)
+            .await?
+        {
+            Deletion::Deleted => {
+                report.pruned.push(id.to_string());
+                terminating.push((id.clone(), version.clone()));
+            }
+            Deletion::Absent => {}
+            Deletion::Kept(why) => {
+                tracing::warn!(object = %id, %why, "controller not deleted: it may still act on Flux objects");
+                report.kept.push(format!("{id}: {why}"));
+            }
         }
     }
+    applier
+        .wait_gone(&terminating, policy::kube::CONTROLLERS_GONE_TIMEOUT)
+        .instrument(tracing::info_span!(
+            "wait_controllers_gone",
+            objects = terminating.len()
+        ))
+        .await?;
     for (crd, _) in entries
         .iter()
         .filter(|(id, _)| id.is_crd() && id.name.contains(".fluxcd.io"))
@@ -331,7 +363,7 @@ pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Rep
         entries: inventory
             .entries
             .iter()
-            .filter(|e| !e.id.ends_with("_apps_Deployment"))
+            .filter(|e| ObjectId::parse_inventory_id(&e.id).is_none_or(|id| !is_controller(&id)))
             .cloned()
             .collect(),
     };
@@ -350,9 +382,14 @@ pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Rep
     Ok(report)
 }
 
-/// Removes the finalizers of every object of a Flux CRD.
+/// The Flux controllers: what uninstall stops before anything else.
+fn is_controller(id: &ObjectId) -> bool {
+    id.group == "apps" && id.kind == "Deployment"
+}
+
+/// Removes the finalizers of every object of a Flux CRD, listing them page by page.
 async fn strip_finalizers(applier: &Applier, crd: &ObjectId) -> Result<(), apply::Error> {
-    use kube::api::{ListParams, Patch, PatchParams};
+    use kube::api::{Patch, PatchParams};
     let Some(live) = applier.get(crd, "v1").await? else {
         return Ok(());
     };
@@ -375,31 +412,45 @@ async fn strip_finalizers(applier: &Applier, crd: &ObjectId) -> Result<(), apply
             source: Box::new(source),
         }
     };
-    let list = applier
-        .api(&kind, storage)
-        .await?
-        .list(&ListParams::default())
-        .await
-        .map_err(failed(&kind))?;
-    for item in list.items {
-        if item.metadata.finalizers.as_ref().is_none_or(Vec::is_empty) {
-            continue;
-        }
-        let id = ObjectId {
-            namespace: item.metadata.namespace.clone().unwrap_or_default(),
-            name: item.metadata.name.clone().unwrap_or_default(),
-            ..kind.clone()
+    let all = applier.api(&kind, storage).await?;
+    let mut pages = Pager::new(policy::kube::LIST_PAGE);
+    let mut stripped = 0usize;
+    while let Some(params) = pages.next_params() {
+        let list = match all.list(&params).await {
+            Ok(list) => list,
+            // Stripping finalizers twice is harmless.
+            Err(error) if pages.restart_after(&error) => continue,
+            Err(error) => return Err(failed(&kind)(error)),
         };
-        applier
-            .api(&id, storage)
-            .await?
-            .patch(
-                &id.name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "metadata": { "finalizers": null } })),
-            )
-            .await
-            .map_err(failed(&id))?;
+        pages.advance(list.metadata.continue_.as_deref());
+        for item in list.items {
+            if item.metadata.finalizers.as_ref().is_none_or(Vec::is_empty) {
+                continue;
+            }
+            let id = ObjectId {
+                namespace: item.metadata.namespace.clone().unwrap_or_default(),
+                name: item.metadata.name.clone().unwrap_or_default(),
+                ..kind.clone()
+            };
+            match applier
+                .api(&id, storage)
+                .await?
+                .patch(
+                    &id.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({ "metadata": { "finalizers": null } })),
+                )
+                .await
+            {
+                Ok(_) => stripped += 1,
+                // Deleted meanwhile: nothing to strip.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => return Err(failed(&id)(source)),
+            }
+        }
+    }
+    if stripped > 0 {
+        tracing::info!(crd = %crd.name, objects = stripped, "finalizers removed");
     }
     Ok(())
 }

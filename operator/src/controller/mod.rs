@@ -6,6 +6,7 @@ pub mod hub;
 pub mod instance;
 pub mod lease;
 pub mod lifecycle;
+pub mod member_kubeconfig;
 pub mod reporter;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -34,7 +35,7 @@ fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<C
             result: "error".into(),
         })
         .inc();
-    Action::requeue(Duration::from_secs(30))
+    Action::requeue(crate::policy::requeue::ERROR)
 }
 
 /// A tick whenever a Deployment fluxop installed is changed by someone (its generation moved:
@@ -81,6 +82,17 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
         }
         futures::future::ready(tick.then_some(()))
     })
+}
+
+/// Aborts tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
@@ -131,6 +143,13 @@ pub async fn run(
             namespace: ctx.namespace.clone(),
         }))
     });
+    // When this future is dropped (leadership lost), the spawned writers stop with it.
+    let _writers = AbortOnDrop(
+        std::iter::once(reporter.abort_handle())
+            .chain(follower.as_ref().map(|t| t.abort_handle()))
+            .chain(hub.as_ref().map(|t| t.abort_handle()))
+            .collect(),
+    );
     controller
         .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -151,4 +170,17 @@ pub async fn run(
     for task in [follower, hub].into_iter().flatten() {
         task.abort();
     }
+}
+
+/// An Event note as the API server takes it: at most 1 KiB.
+pub(crate) fn truncate_note(note: &str) -> String {
+    const LIMIT: usize = 1000;
+    if note.len() <= LIMIT {
+        return note.to_string();
+    }
+    let mut end = LIMIT;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
 }

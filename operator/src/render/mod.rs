@@ -25,6 +25,7 @@ use crate::{
         Cluster, Component, ComponentImage, FluxInstanceSpec, Variant,
         constants::{MANAGED_BY_VALUE, annotation, label},
     },
+    apply::object::{ObjectId, apply_order},
     bundle::{
         archive::digest,
         layout::{self, Bundle, ImageCatalog},
@@ -137,25 +138,6 @@ fn parse_manifest(version: &Version, file: &str, text: &str) -> Result<Vec<Value
 
 fn kind(object: &Value) -> &str {
     object["kind"].as_str().unwrap_or_default()
-}
-
-/// Position of a kind in the apply order (dependencies first).
-fn kind_rank(kind: &str) -> usize {
-    const ORDER: [&str; 12] = [
-        "Namespace",
-        "ResourceQuota",
-        "CustomResourceDefinition",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "PersistentVolumeClaim",
-        "Deployment",
-        "NetworkPolicy",
-    ];
-    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }
 
 /// Rewrites `http://svc.<ns>.svc.<domain>./` style addresses for the instance's namespace and
@@ -409,7 +391,8 @@ pub fn render_release(
                 );
             }
         }
-        // Owner labels last: pruning trusts them, so common metadata cannot override them.
+        // Owner labels after common metadata, which cannot override them (and again after
+        // the patches, below).
         merge_strings(
             &mut metadata["labels"],
             owner_labels
@@ -485,28 +468,32 @@ pub fn render_release(
     if let Some(sharding) = spec.sharding.as_ref().filter(|s| !s.shards.is_empty()) {
         sharding::apply(&mut objects, sharding, namespace, cluster.domain())?;
     }
-    // The user's patches come last, so they can change anything fluxop rendered.
+    // The user's patches come last, so they can change anything fluxop rendered...
     if let Some(patches) = spec.kustomize.as_ref().and_then(|k| k.patches.as_ref()) {
         patches::apply(&mut objects, patches)?;
     }
+    // ...but ownership: prune, adoption and uninstall find fluxop's objects by these labels,
+    // so neither common metadata nor a patch can remove or change them.
+    for object in &mut objects {
+        merge_strings(
+            &mut object["metadata"]["labels"],
+            owner_labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    }
 
-    objects.sort_by(|a, b| {
-        let key = |o: &Value| {
-            (
-                kind_rank(kind(o)),
-                kind(o).to_string(),
-                o["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        };
-        key(a).cmp(&key(b))
+    // In apply order (the applier's rule), so that the revision digest is canonical; an
+    // object without kind or name goes last, for the applier to name it.
+    let mut keyed: Vec<(Option<ObjectId>, Value)> = objects
+        .into_iter()
+        .map(|o| (ObjectId::of(&o).map(|(id, _)| id), o))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(a), Some(b)) => apply_order(a, b),
+        _ => a.is_none().cmp(&b.is_none()),
     });
+    let objects: Vec<Value> = keyed.into_iter().map(|(_, o)| o).collect();
     images.sort_by_key(|i| Component::ALL.iter().position(|c| c.name() == i.name));
     // serde_json maps are ordered by key, so this serialization is canonical.
     let canonical = serde_json::to_vec(&objects).unwrap_or_default();

@@ -780,6 +780,34 @@ fn json6902_patches_and_label_selectors_select_their_objects() {
 }
 
 #[test]
+fn patches_cannot_remove_or_change_the_owner_labels() {
+    let rendered = patched(
+        r#"    - target: {kind: Deployment, name: source-controller}
+      patch: |
+        - {op: remove, path: /metadata/labels/fluxcd.controlplane.io~1name}
+        - {op: replace, path: /metadata/labels/fluxcd.controlplane.io~1namespace, value: elsewhere}
+        - {op: add, path: /metadata/labels/team, value: platform}
+    - target: {kind: Service}
+      patch: '[{op: remove, path: /metadata/labels}]'
+"#,
+    )
+    .unwrap();
+    for object in &rendered.objects {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["fluxcd.controlplane.io/name"], "flux", "{object}");
+        assert_eq!(
+            labels["fluxcd.controlplane.io/namespace"], "flux-system",
+            "{object}"
+        );
+    }
+    assert_eq!(
+        deployment(&rendered, "source-controller")["metadata"]["labels"]["team"],
+        "platform",
+        "other label changes stay"
+    );
+}
+
+#[test]
 fn bad_patches_are_errors_that_name_the_patch() {
     let nothing = patched(
         "    - target: {kind: Deployment, name: dns-controller}\n      patch: '[{op: remove, path: /spec}]'\n",

@@ -17,8 +17,6 @@ use serde_json::Value;
 use super::{ObjectState, Observed};
 use crate::bundle::layout::Bundle;
 
-const PAGE: u32 = 500;
-
 /// Flux version by the source-controller tag each release of `bundle` ships.
 pub fn versions_by_source_tag(bundle: &Bundle) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
@@ -59,7 +57,7 @@ async fn list_all<K, T>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut params = params.limit(PAGE);
+    let mut params = params.limit(crate::policy::kube::LIST_PAGE);
     let mut kept = Vec::new();
     loop {
         let page = api.list(&params).await?;

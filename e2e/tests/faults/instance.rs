@@ -1,0 +1,90 @@
+//! Hostile instance specs against a real cluster (kwok nodes: the operator's bookkeeping is
+//! the point, not the pods): a patch that strips fluxop's owner labels does not make it lose
+//! track of what it created.
+
+use std::time::Duration;
+
+use fluxop::api::FluxInstance;
+use fluxop_e2e::cluster::{OwnCluster, condition, exclusive, instance_yaml, wait_for_instance};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn spec(components: &str, patches: &str) -> String {
+    format!(
+        "  distribution:\n    version: \"2.9.x\"\n    registry: ghcr.io/fluxcd\n  components: [{components}]\n{patches}"
+    )
+}
+
+#[tokio::test]
+async fn a_patch_stripping_the_owner_labels_neither_removes_them_nor_stops_pruning() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("ownerlabels").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), "flux-system");
+    let _operator = cluster.start_operator("flux-system", &[]).await;
+
+    // The patch removes one owner label and rewrites the other on every Deployment.
+    let stripping = "  kustomize:\n    patches:\n    - target: {kind: Deployment}\n      patch: |\n        \
+                     - {op: remove, path: /metadata/labels/fluxcd.controlplane.io~1name}\n        \
+                     - {op: replace, path: /metadata/labels/fluxcd.controlplane.io~1namespace, value: somebody-else}\n        \
+                     - {op: add, path: /metadata/labels/team, value: platform}\n";
+    let all = "source-controller, kustomize-controller, helm-controller";
+    cluster.apply(&instance_yaml("flux-system", &spec(all, stripping)));
+    wait_for_instance(&api, 2 * MINUTE, "the patched install to be Ready", |i| {
+        condition(i, "Ready")
+            .is_some_and(|c| c.status == "True" && c.observed_generation == i.metadata.generation)
+    })
+    .await;
+    let helm = deployments.get("helm-controller").await.expect("get");
+    let labels = helm.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("fluxcd.controlplane.io/name")
+            .map(String::as_str),
+        Some("flux"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels
+            .get("fluxcd.controlplane.io/namespace")
+            .map(String::as_str),
+        Some("flux-system"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels.get("team").map(String::as_str),
+        Some("platform"),
+        "the rest of the patch applies"
+    );
+
+    // Dropping helm-controller from the components prunes it: fluxop still knows it is its own.
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec("source-controller, kustomize-controller", stripping),
+    ));
+    let pruned = wait_for_instance(&api, 2 * MINUTE, "helm-controller to be pruned", |i| {
+        condition(i, "Ready")
+            .is_some_and(|c| c.status == "True" && c.observed_generation == i.metadata.generation)
+    })
+    .await;
+    assert!(
+        deployments
+            .get_opt("helm-controller")
+            .await
+            .expect("get")
+            .is_none_or(|d| d.metadata.deletion_timestamp.is_some()),
+        "helm-controller was not pruned"
+    );
+    let inventory = pruned.status.and_then(|s| s.inventory).expect("inventory");
+    assert!(
+        inventory
+            .entries
+            .iter()
+            .all(|e| !e.id.contains("helm-controller")),
+        "helm-controller left the inventory"
+    );
+}

@@ -1,0 +1,345 @@
+//! The source stage of a reconcile: credentials and keys from Secrets, a registry client with
+//! the operator's settings, the bundle (embedded, cached or pulled and verified), the Flux
+//! version it selects, and the rendered revision. CPU-heavy work (parsing a release,
+//! rendering) runs off the async runtime.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+use semver::Version;
+
+use super::{
+    Context,
+    status::{self, Failure},
+};
+use crate::{
+    api::{FluxInstance, FluxInstanceSpec, constants::reason},
+    bundle::{
+        credentials, embedded,
+        layout::Bundle,
+        reference::ArtifactRef,
+        registry::{Credentials, Registry, RegistryConfig},
+        version,
+    },
+    render::{Release, Rendered},
+};
+
+impl Context {
+    /// A registry client with the operator's registry settings (plain-HTTP hosts, the CA
+    /// bundle from its Secret, timeout) and `credentials`.
+    pub(in crate::controller) async fn registry(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Registry, Failure> {
+        let ca_pem = match &self.registries.ca_secret {
+            None => Vec::new(),
+            Some(name) => vec![
+                secret_data(
+                    &self.client,
+                    &self.namespace,
+                    name,
+                    "ca.crt",
+                    "registry CA bundle",
+                )
+                .await?,
+            ],
+        };
+        Ok(Registry::new(
+            RegistryConfig {
+                insecure: self.registries.insecure.clone(),
+                ca_pem,
+                timeout: self.registries.timeout,
+                ..RegistryConfig::default()
+            },
+            credentials,
+        ))
+    }
+}
+
+pub(in crate::controller) async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    what: &str,
+) -> Result<Vec<u8>, Failure> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            Failure::retry(
+                reason::ARTIFACT_FAILED,
+                format!("reading Secret {namespace}/{name} ({what}): {e}"),
+            )
+        })?;
+    let secret = secret.ok_or_else(|| {
+        Failure::retry(
+            reason::ARTIFACT_FAILED,
+            format!("Secret {namespace}/{name} ({what}) does not exist"),
+        )
+    })?;
+    secret
+        .data
+        .and_then(|mut data| data.remove(key))
+        .map(|bytes| bytes.0)
+        .ok_or_else(|| {
+            Failure::retry(
+                reason::ARTIFACT_FAILED,
+                format!("Secret {namespace}/{name} ({what}) has no key {key:?}"),
+            )
+        })
+}
+
+/// The bundle a reconcile works from.
+pub(super) struct Fetched {
+    /// Manifest digest of the artifact (or of the embedded bundle's layer).
+    pub(super) digest: String,
+    /// Where it came from, for messages.
+    pub(super) origin: String,
+    /// Shared with the parsing thread; the embedded one is built once per process.
+    pub(super) bundle: Arc<Bundle>,
+    /// The registry error, when the registry could not be reached and the last verified
+    /// bundle was taken from the cache.
+    pub(super) outage: Option<String>,
+}
+
+/// The embedded bundle, built once per process.
+fn embedded_bundle() -> Result<Fetched, Failure> {
+    static SHARED: std::sync::OnceLock<Arc<Bundle>> = std::sync::OnceLock::new();
+    match embedded::bundle() {
+        Some(Ok((digest, bundle))) => Ok(Fetched {
+            origin: format!("the bundle embedded in fluxop ({digest})"),
+            digest: digest.clone(),
+            bundle: SHARED.get_or_init(|| Arc::new(bundle.clone())).clone(),
+            outage: None,
+        }),
+        Some(Err(e)) => Err(Failure::stalled(
+            reason::ARTIFACT_FAILED,
+            format!("the embedded bundle is invalid: {e}"),
+        )),
+        None => Err(Failure::stalled(
+            reason::ARTIFACT_FAILED,
+            "this fluxop build embeds no bundle: set spec.distribution.artifact to an oci:// Flux bundle",
+        )),
+    }
+}
+
+/// The instance's bundle: the embedded one, or its artifact, verified when `verify` is set.
+pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetched, Failure> {
+    let distribution = &instance.spec.distribution;
+    let namespace = instance.namespace().unwrap_or_default();
+    let Some(artifact) = distribution.artifact.as_deref().filter(|a| !a.is_empty()) else {
+        return embedded_bundle();
+    };
+    let artifact = ArtifactRef::parse(artifact)
+        .map_err(|e| Failure::stalled(reason::ARTIFACT_FAILED, e.to_string()))?;
+    let credentials = match distribution
+        .artifact_pull_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        None => Credentials::Anonymous,
+        Some(name) => {
+            let config = secret_data(
+                &ctx.client,
+                &namespace,
+                name,
+                ".dockerconfigjson",
+                "artifactPullSecret",
+            )
+            .await?;
+            credentials::from_docker_config(&config, &artifact.registry).map_err(|e| {
+                Failure::retry(
+                    reason::ARTIFACT_FAILED,
+                    format!("Secret {namespace}/{name} (artifactPullSecret): {e}"),
+                )
+            })?
+        }
+    };
+    let public_key = match &distribution.verify {
+        None => None,
+        Some(verify) => Some(
+            secret_data(
+                &ctx.client,
+                &namespace,
+                &verify.secret_ref.name,
+                "cosign.pub",
+                "verify.secretRef",
+            )
+            .await
+            .map_err(|f| Failure {
+                reason: reason::VERIFICATION_FAILED,
+                ..f
+            })?,
+        ),
+    };
+    let registry = ctx.registry(credentials).await?;
+    // What an outage may fall back to: the artifact last worked from, if the spec still
+    // names the same one (a new artifact must come from the registry or not at all).
+    let status = instance.status.as_ref();
+    let same_artifact = status
+        .and_then(|s| s.last_applied_spec.as_ref())
+        .is_some_and(|applied| {
+            applied["distribution"]["artifact"].as_str() == distribution.artifact.as_deref()
+        });
+    let last_verified = status
+        .and_then(|s| s.last_artifact_revision.as_deref())
+        .filter(|digest| same_artifact && artifact.digest.as_deref().is_none_or(|d| d == *digest));
+    let fetched = ctx
+        .source
+        .fetch(&registry, &artifact, public_key.as_deref(), last_verified)
+        .await
+        .map_err(|e| Failure::retry(e.reason(), e.to_string()))?;
+    match &fetched.outage {
+        Some(error) => {
+            tracing::warn!(artifact = %fetched.artifact, %error, "registry unavailable: using the last verified bundle from the cache");
+        }
+        None if fetched.from_cache => {
+            tracing::debug!(artifact = %fetched.artifact, "bundle unchanged (cached)");
+        }
+        None => tracing::info!(artifact = %fetched.artifact, "bundle fetched"),
+    }
+    Ok(Fetched {
+        digest: fetched.digest,
+        origin: fetched.artifact.to_string(),
+        bundle: Arc::new(fetched.bundle),
+        outage: fetched.outage,
+    })
+}
+
+/// The Flux version the instance asks for, among the bundle's.
+pub(super) fn select(
+    instance: &FluxInstance,
+    bundle: &Bundle,
+) -> Result<version::Selection, Failure> {
+    let installed = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.as_deref())
+        .and_then(status::revision_version);
+    version::select(
+        &instance.spec.distribution.version,
+        &bundle.versions(),
+        installed.as_ref(),
+    )
+    .map_err(|e| Failure::stalled(reason::BUILD_FAILED, e.to_string()))
+}
+
+/// (artifact digest, Flux version).
+type ReleaseKey = (String, Version);
+
+/// Parsed releases, kept for the few artifacts in use: YAML is read once per bundle.
+#[derive(Default)]
+pub struct ReleaseCache {
+    releases: std::sync::Mutex<Vec<(ReleaseKey, Arc<Release>)>>,
+}
+
+impl ReleaseCache {
+    const KEEP: usize = 4;
+
+    fn lookup(&self, key: &ReleaseKey) -> Option<Arc<Release>> {
+        let mut releases = self
+            .releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let position = releases.iter().position(|(k, _)| k == key)?;
+        // Most recently used last.
+        let entry = releases.remove(position);
+        let release = entry.1.clone();
+        releases.push(entry);
+        Some(release)
+    }
+
+    fn insert(&self, key: ReleaseKey, release: Arc<Release>) {
+        let mut releases = self
+            .releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if releases.iter().all(|(k, _)| *k != key) {
+            releases.push((key, release));
+        }
+        if releases.len() > Self::KEEP {
+            releases.remove(0);
+        }
+    }
+
+    /// The release of `version` in the bundle with `digest`, parsed on a blocking thread on
+    /// a miss (the lock is never held while parsing).
+    pub(super) async fn get_or_parse(
+        &self,
+        digest: &str,
+        bundle: &Arc<Bundle>,
+        version: &Version,
+    ) -> Result<Arc<Release>, crate::render::Error> {
+        let key = (digest.to_string(), version.clone());
+        if let Some(release) = self.lookup(&key) {
+            return Ok(release);
+        }
+        let (bundle, parse_version) = (bundle.clone(), version.clone());
+        let release = tokio::task::spawn_blocking(move || Release::parse(&bundle, &parse_version))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+        let release = Arc::new(release);
+        self.insert(key, release.clone());
+        Ok(release)
+    }
+}
+
+/// The revision rendered from `spec` for `version` of the fetched bundle, off the runtime.
+pub(super) async fn render_version(
+    ctx: &Context,
+    instance: &FluxInstance,
+    spec: &FluxInstanceSpec,
+    fetched: &Fetched,
+    version: &Version,
+) -> Result<Rendered, Failure> {
+    let stalled = |e: crate::render::Error| Failure::stalled(reason::BUILD_FAILED, e.to_string());
+    let release = ctx
+        .releases
+        .get_or_parse(&fetched.digest, &fetched.bundle, version)
+        .await
+        .map_err(stalled)?;
+    let namespace = instance.namespace().unwrap_or_default();
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || crate::render::render_release(&namespace, &spec, &release))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        .map_err(stalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parsed_releases_are_reused_per_digest_and_the_oldest_is_dropped() {
+        let bundle = Arc::new(crate::testing::vendored_bundle());
+        let cache = ReleaseCache::default();
+        let version = Version::new(2, 9, 4);
+        let first = cache
+            .get_or_parse("sha256:a", &bundle, &version)
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache
+                .get_or_parse("sha256:a", &bundle, &version)
+                .await
+                .unwrap()
+        ));
+        for digest in ["sha256:b", "sha256:c", "sha256:d", "sha256:e"] {
+            cache.get_or_parse(digest, &bundle, &version).await.unwrap();
+        }
+        assert!(
+            !Arc::ptr_eq(
+                &first,
+                &cache
+                    .get_or_parse("sha256:a", &bundle, &version)
+                    .await
+                    .unwrap()
+            ),
+            "evicted"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! The IO policy in one place: how long fluxop waits on registries and the API server, how
+//! much it reads, how it pages, how it backs off and when it comes back. Every module that
+//! does IO takes its numbers from here, so a reviewer can audit them in one read.
+
+use std::time::Duration;
+
+/// Registries (bundles, signatures, instance artifacts, tags).
+pub mod registry {
+    use super::Duration;
+
+    /// Connect and read timeout of each request (`--registry-timeout` overrides it).
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The largest bundle layer downloaded at all (the manifest's declared size is checked
+    /// first, and the body is cut off at the declared size while it streams).
+    pub const MAX_LAYER_BYTES: u64 = 256 << 20;
+    /// Manifests, signature manifests and signature layers are small JSON documents.
+    pub const MAX_SMALL_BODY_BYTES: u64 = 4 << 20;
+    /// Tags are listed this many per page.
+    pub const TAG_PAGE: usize = 100;
+    /// A whole fetch of an artifact (resolve, signature, manifest, layer) ends within this
+    /// many request timeouts, however slowly the registry sends: the request timeout alone
+    /// bounds each wait, not a registry that drips one byte at a time.
+    pub const FETCH_DEADLINE_FACTOR: u32 = 4;
+}
+
+/// The Kubernetes API.
+pub mod kube {
+    use super::Duration;
+
+    /// Objects per page when listing (storage migration, finalizers, reports).
+    pub const LIST_PAGE: u32 = 500;
+    /// Requests in flight at once while applying or checking one stage.
+    pub const APPLY_CONCURRENCY: usize = 6;
+    /// How long freshly applied CRDs may take to be served.
+    pub const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Attempts of a write guarded by a resourceVersion or uid precondition (ownership
+    /// takeover, prune) when the object keeps changing between the read and the write.
+    pub const CONFLICT_ATTEMPTS: usize = 3;
+    /// How long uninstall waits for the Flux controllers' pods to be gone before it strips
+    /// finalizers (then it fails and the deletion is retried).
+    pub const CONTROLLERS_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+}
+
+/// When a FluxInstance is reconciled again.
+pub mod requeue {
+    use super::Duration;
+
+    /// The first retry of a failure, and the longest wait between retries ([`retry_after`]).
+    pub const FAILURE_BASE: Duration = Duration::from_secs(30);
+    pub const FAILURE_MAX: Duration = Duration::from_secs(10 * 60);
+    /// After a newer request interrupted the health checks.
+    pub const CANCELED: Duration = Duration::from_secs(1);
+    /// After an error writing status or a finalizer (the controller's error policy).
+    pub const ERROR: Duration = Duration::from_secs(30);
+}
+
+/// FluxFleet hub: reaching member clusters.
+pub mod fleet {
+    use super::Duration;
+
+    /// Connect and read timeouts of a member client: short, so an unreachable member does not
+    /// hold up the others.
+    pub const MEMBER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const MEMBER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+}
+
+/// When to retry something that has been failing for `failing_for` (since its condition
+/// turned False): as long again as it has failed so far, so retries thin out exponentially,
+/// between [`requeue::FAILURE_BASE`] and [`requeue::FAILURE_MAX`]. Derived from the
+/// condition's transition time, it needs no counter and survives restarts.
+pub fn retry_after(failing_for: Duration) -> Duration {
+    failing_for.clamp(requeue::FAILURE_BASE, requeue::FAILURE_MAX)
+}
+
+/// Leader election among replicas (a `coordination.k8s.io/v1` Lease, on client-go's scheme:
+/// see `controller::lease`). The `--leader-election-*` flags override these.
+pub mod leader {
+    use super::Duration;
+
+    /// How long a candidate waits, by its own monotonic clock, for a lease record that has
+    /// stopped changing before it takes the lease over.
+    pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+    /// How long the leader goes on leading without a successful renew. Shorter than
+    /// [`LEASE_DURATION`]: the margin is what keeps two replicas from leading at once.
+    pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+    /// How often the leader renews, and a candidate tries again.
+    pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_thin_out_as_a_failure_lasts() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_after(s(0)), s(30));
+        assert_eq!(retry_after(s(30)), s(30));
+        assert_eq!(retry_after(s(61)), s(61));
+        assert_eq!(retry_after(s(3600)), s(600));
+    }
+}
