@@ -531,13 +531,10 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     };
     let context_client = client.clone();
     let context = controller::Context {
-        recorder: kube::runtime::events::Recorder::new(
-            client.clone(),
-            kube::runtime::events::Reporter {
-                controller: "fluxop".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        reporter: kube::runtime::events::Reporter {
+            controller: "fluxop".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
         client,
         metrics,
         namespace: args.namespace.clone(),

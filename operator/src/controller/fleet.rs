@@ -50,6 +50,8 @@ pub enum Error {
     Archive(#[from] crate::bundle::archive::Error),
     #[error("reading the verification key Secret {0}: {1}")]
     Key(String, String),
+    #[error("{artifact}: verifying and pulling took longer than {seconds}s")]
+    Deadline { artifact: String, seconds: u64 },
     #[error("{artifact} has no {INSTANCE_FILE}")]
     NoInstance { artifact: String },
     #[error("{artifact}: {INSTANCE_FILE} is not a FluxInstance: {reason}")]
@@ -114,9 +116,25 @@ async fn apply_digest(
     )
     .await
     .map_err(|f| Error::Key(source.key_secret.clone(), f.message))?;
-    signature::verify(registry, &pinned, &key).await?;
-    let pulled = registry.pull(&pinned).await?;
-    let files = archive::unpack(&pulled.layer, &Limits::default())?;
+    // One deadline for the whole exchange, as for bundles; unpacking runs off the runtime.
+    let deadline = registry
+        .config()
+        .timeout
+        .saturating_mul(crate::policy::registry::FETCH_DEADLINE_FACTOR);
+    let fetch = async {
+        signature::verify(registry, &pinned, &key).await?;
+        let pulled = registry.pull(&pinned).await?;
+        tokio::task::spawn_blocking(move || archive::unpack(&pulled.layer, &Limits::default()))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            .map_err(Error::from)
+    };
+    let files = tokio::time::timeout(deadline, fetch)
+        .await
+        .map_err(|_| Error::Deadline {
+            artifact: pinned.to_string(),
+            seconds: deadline.as_secs(),
+        })??;
     let manifest = instance_from(&files, &pinned.to_string(), &ctx.namespace)?;
     Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace)
         .patch(

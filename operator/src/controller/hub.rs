@@ -27,7 +27,7 @@ use kube::{
     runtime::{
         Controller,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Event, EventType, Reporter},
         watcher,
     },
 };
@@ -438,10 +438,6 @@ fn set_conditions(
 
 /// A Warning event on the fleet and a warn log line for each member whose kubeconfig is newly
 /// refused (or refused for a different reason than the status already says).
-///
-/// A fresh [`Recorder`] per event: a recorder folds events of the same object, type, reason
-/// and action into one series and keeps the first one's note, so a second member's refusal
-/// would only bump the first one's count. What is new is decided here, from the status.
 async fn announce_refusals(
     client: &Client,
     reporter: &Reporter,
@@ -449,20 +445,18 @@ async fn announce_refusals(
     refusals: &[(String, String)],
 ) {
     let name = fleet.name_any();
+    let mut events = Vec::new();
     for (member, why) in refusals {
-        let recorder = Recorder::new(client.clone(), reporter.clone());
         tracing::warn!(fleet = %name, %member, %why, "member kubeconfig refused");
-        let event = Event {
+        events.push(Event {
             type_: EventType::Warning,
             reason: reason::KUBECONFIG_REFUSED.into(),
             note: Some(super::truncate_note(&format!("member {member}: {why}"))),
             action: "ConnectMember".into(),
             secondary: None,
-        };
-        if let Err(error) = recorder.publish(&event, &fleet.object_ref(&())).await {
-            tracing::warn!(%error, fleet = %name, "publishing an event failed");
-        }
+        });
     }
+    super::publish_events(client, reporter, &fleet.object_ref(&()), events).await;
 }
 
 async fn reconcile(fleet: Arc<FluxFleet>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -84,17 +84,6 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
     })
 }
 
-/// Aborts tasks when dropped.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
 /// ends. Marks the operator ready once the instance cache has synced, and not ready with the
 /// API server's reason while the watch fails (for example when the CRDs are not installed).
@@ -128,29 +117,33 @@ pub async fn run(
     });
     let metrics = ctx.metrics.clone();
     let ctx = Arc::new(ctx);
-    // The reporter writes too, so it runs only where the controller runs (the leader).
-    let reporter = tokio::spawn(reporter::run(
-        ctx.clone(),
-        reporting_interval,
-        ctx.report_requested.clone(),
-    ));
-    // So does the fleet follower, when the instance comes from an artifact.
-    let follower = instance_source.map(|source| tokio::spawn(fleet::follow(ctx.clone(), source)));
-    // And the FluxFleet controller, on a hub.
-    let hub = fleet_hub.then(|| {
-        tokio::spawn(hub::run(hub::Hub {
-            client: ctx.client.clone(),
-            namespace: ctx.namespace.clone(),
-        }))
-    });
-    // When this future is dropped (leadership lost), the spawned writers stop with it.
-    let _writers = AbortOnDrop(
-        std::iter::once(reporter.abort_handle())
-            .chain(follower.as_ref().map(|t| t.abort_handle()))
-            .chain(hub.as_ref().map(|t| t.abort_handle()))
-            .collect(),
-    );
-    controller
+    // The other writers — the reporter, the fleet follower when the instance comes from an
+    // artifact, the FluxFleet controller on a hub — run in this same future, not in tasks of
+    // their own: whoever polls it (the leader election's fence) stops all of them at once.
+    let optional = |work: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>| async move {
+        match work {
+            Some(work) => work.await,
+            None => std::future::pending().await,
+        }
+    };
+    let writers =
+        futures::future::join3(
+            reporter::run(
+                ctx.clone(),
+                reporting_interval,
+                ctx.report_requested.clone(),
+            ),
+            optional(instance_source.map(|source| {
+                Box::pin(fleet::follow(ctx.clone(), source)) as std::pin::Pin<Box<_>>
+            })),
+            optional(fleet_hub.then(|| {
+                Box::pin(hub::run(hub::Hub {
+                    client: ctx.client.clone(),
+                    namespace: ctx.namespace.clone(),
+                })) as std::pin::Pin<Box<_>>
+            })),
+        );
+    let instances = controller
         .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {
             match result {
@@ -164,11 +157,11 @@ pub async fn run(
                 Err(error) => tracing::debug!(%error, "controller event"),
             }
             futures::future::ready(())
-        })
-        .await;
-    reporter.abort();
-    for task in [follower, hub].into_iter().flatten() {
-        task.abort();
+        });
+    // The controller ends when its watch stream does; the writers then stop with it.
+    tokio::select! {
+        () = instances => {}
+        _ = writers => {}
     }
 }
 
@@ -183,4 +176,22 @@ pub(crate) fn truncate_note(note: &str) -> String {
         end -= 1;
     }
     format!("{}…", &note[..end])
+}
+
+/// Publishes `events` about `regarding`, each as an Event of its own. kube's `Recorder` folds
+/// events of one object, type, reason and action into a series that keeps the first note, so
+/// a second, different message with the same reason would only bump a count; fluxop decides
+/// itself what is new (from the status), so each event gets a fresh recorder.
+pub(crate) async fn publish_events(
+    client: &kube::Client,
+    reporter: &kube::runtime::events::Reporter,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    events: Vec<kube::runtime::events::Event>,
+) {
+    for event in events {
+        let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter.clone());
+        if let Err(error) = recorder.publish(&event, regarding).await {
+            tracing::warn!(%error, reason = %event.reason, "publishing an event failed");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::{Event, EventType, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
         reflector::{ObjectRef, Store},
     },
@@ -72,7 +72,8 @@ pub struct Context {
     pub namespace: String,
     pub registries: RegistrySettings,
     pub source: Source,
-    pub recorder: Recorder,
+    /// Who the Events are from.
+    pub reporter: Reporter,
     /// Parsed Flux releases by (artifact digest, version): YAML is read once per bundle.
     pub releases: ReleaseCache,
     pub applier: Applier,
@@ -472,12 +473,13 @@ fn record_metrics(
 }
 
 async fn publish(ctx: &Context, instance: &FluxInstance, events: Vec<Event>) {
-    let reference = instance.object_ref(&());
-    for event in events {
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, reason = %event.reason, "publishing an event failed");
-        }
-    }
+    super::publish_events(
+        &ctx.client,
+        &ctx.reporter,
+        &instance.object_ref(&()),
+        events,
+    )
+    .await;
 }
 
 /// Uninstall on deletion; with reconciliation disabled only the finalizer goes.
