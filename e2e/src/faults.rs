@@ -3,7 +3,7 @@
 //! forwarded one per connection (`Connection: close`), so a new mode takes effect with the
 //! next request. Faults on blobs hit only blob GETs whose path contains the target set with
 //! [`FaultProxy::target_blobs`] (for example the bundle layer's digest), so manifests and
-//! signatures can pass while the layer fails.
+//! signatures can pass while the layer fails. Manifest faults hit manifest GETs by digest.
 //!
 //! The proxy runs on a thread and runtime of its own: a test blocking its runtime (a
 //! `kubectl` call) never stalls the proxy, which would look like a registry fault.
@@ -44,7 +44,19 @@ pub enum Mode {
     Down,
     /// Blob GETs: half of the body, then the connection drops and the proxy turns [`Mode::Down`].
     DisappearMidPull,
+    /// Manifest GETs by digest (the bundle's manifest, pulled once the tag is resolved):
+    /// `200 OK` without a length, then bytes forever. HEADs (resolving the tag) and GETs by
+    /// tag (the `.sig` signature manifest) pass.
+    EndlessManifest,
+    /// Manifest GETs by digest: `200 OK` with a body (and `Content-Length`) of
+    /// [`OVERSIZED_MANIFEST_BYTES`], over fluxop's limit for small bodies.
+    OversizedManifest,
 }
+
+/// The body size [`Mode::OversizedManifest`] answers with: 1 MiB over
+/// `fluxop::policy::registry::MAX_SMALL_BODY_BYTES`.
+pub const OVERSIZED_MANIFEST_BYTES: u64 =
+    fluxop::policy::registry::MAX_SMALL_BODY_BYTES + (1 << 20);
 
 #[derive(Debug)]
 struct State {
@@ -278,10 +290,20 @@ async fn handle(
         }
         _ => {}
     }
+    if method == "GET"
+        && path.contains("/manifests/sha256:")
+        && matches!(mode, Mode::EndlessManifest | Mode::OversizedManifest)
+    {
+        faults.fetch_add(1, Ordering::Relaxed);
+        return bad_manifest(client, mode).await;
+    }
     let blob_fault = method == "GET"
         && path.contains("/blobs/")
         && target.as_deref().is_none_or(|t| path.contains(t))
-        && mode != Mode::PassThrough;
+        && !matches!(
+            mode,
+            Mode::PassThrough | Mode::EndlessManifest | Mode::OversizedManifest
+        );
 
     let mut server = TcpStream::connect(upstream).await?;
     server
@@ -369,10 +391,46 @@ async fn handle(
             }
             // Dropping both halves closes the connection mid-body.
         }
-        Mode::PassThrough | Mode::Hang | Mode::ServerError | Mode::Down => {}
+        Mode::PassThrough
+        | Mode::Hang
+        | Mode::ServerError
+        | Mode::Down
+        | Mode::EndlessManifest
+        | Mode::OversizedManifest => {}
     }
     uploading.abort();
     Ok(())
+}
+
+/// Answers a manifest GET with an endless or an oversized JSON-ish body (whitespace after an
+/// opening brace), without asking the registry.
+async fn bad_manifest(mut client: TcpStream, mode: Mode) -> std::io::Result<()> {
+    let length = match mode {
+        Mode::OversizedManifest => format!("Content-Length: {OVERSIZED_MANIFEST_BYTES}\r\n"),
+        _ => String::new(),
+    };
+    client
+        .write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{length}Connection: close\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let block = vec![b' '; BLOCK];
+    let mut sent = 1u64;
+    // Until the client hangs up (or, oversized, the body is complete).
+    while mode == Mode::EndlessManifest || sent < OVERSIZED_MANIFEST_BYTES {
+        let n = match mode {
+            Mode::EndlessManifest => BLOCK,
+            _ => (OVERSIZED_MANIFEST_BYTES - sent).min(BLOCK as u64) as usize,
+        };
+        if client.write_all(&block[..n]).await.is_err() {
+            return Ok(());
+        }
+        sent += n as u64;
+    }
+    client.shutdown().await
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! A misbehaving registry in front of the real one ([`fluxop_e2e::faults`]): a stalled,
-//! oversized, endless, truncated, failing or vanishing bundle download ends the first
+//! oversized, endless, truncated, failing or vanishing bundle download, and an endless or
+//! oversized manifest, end the first
 //! install in a condition that names the cause, applies nothing, keeps fluxop's memory
 //! bounded, and the install goes through once the registry behaves. During an outage after
 //! an install, drift is still corrected from the last verified bundle in the cache.
@@ -135,7 +136,11 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
     // Each fault, on a first install: Ready=False, ArtifactFailed, a message naming the cause
     // (every part listed). Consecutive cases differ in their messages, so each wait sees the
     // outcome of its own fault.
-    let cases: [(Mode, &str, &[&str]); 7] = [
+    let manifest_limit = format!(
+        "manifest is larger than the limit of {} bytes",
+        fluxop::policy::registry::MAX_SMALL_BODY_BYTES
+    );
+    let cases: [(Mode, &str, &[&str]); 9] = [
         (
             Mode::Stall,
             "stall after headers",
@@ -143,11 +148,21 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
         ),
         (Mode::Oversized, "oversized blob", &["larger than declared"]),
         (
+            Mode::EndlessManifest,
+            "endless manifest",
+            &[manifest_limit.as_str()],
+        ),
+        (
             Mode::ServerError,
             "500 for everything",
             &["server error 500"],
         ),
         (Mode::Endless, "endless blob", &["larger than declared"]),
+        (
+            Mode::OversizedManifest,
+            "oversized manifest",
+            &[manifest_limit.as_str()],
+        ),
         (
             Mode::Truncated,
             "truncated blob",
@@ -181,9 +196,15 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
             &format!("the {name} fault to be reported"),
             |i| {
                 condition(i, "Ready").is_some_and(|c| {
+                    // A registry that disappeared mid-pull is, by the next reconcile (the
+                    // status write of the first one triggers it), one that cannot be
+                    // reached: either report is the truth, and the proxy's fault counter
+                    // (checked below) shows the pull was cut.
+                    let gone = mode == Mode::DisappearMidPull
+                        && c.message.contains("cannot reach the registry");
                     c.status == "False"
                         && c.reason == "ArtifactFailed"
-                        && expected.iter().all(|e| c.message.contains(e))
+                        && (gone || expected.iter().all(|e| c.message.contains(e)))
                 })
             },
         )

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod cache;
 pub mod credentials;
 pub mod embedded;
+mod http;
 pub mod layout;
 pub mod reference;
 pub mod registry;

@@ -14,7 +14,9 @@ use oci_client::{
 };
 use serde::Deserialize;
 
-use super::{CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, archive::digest, reference::ArtifactRef};
+use super::{
+    CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, archive::digest, http::SmallGets, reference::ArtifactRef,
+};
 use crate::policy::registry::{MAX_LAYER_BYTES, MAX_SMALL_BODY_BYTES, REQUEST_TIMEOUT, TAG_PAGE};
 
 /// How to reach registries.
@@ -213,7 +215,7 @@ impl Error {
     }
 
     /// Sorts a registry client error into what a person can act on.
-    fn classify(
+    pub(super) fn classify(
         operation: &'static str,
         reference: &ArtifactRef,
         timeout: Duration,
@@ -360,6 +362,8 @@ struct Manifest {
 /// never shared between identities.
 pub struct Registry {
     client: Client,
+    /// Manifest GETs, read with a cap (oci-client reads bodies whole).
+    small: SmallGets,
     config: RegistryConfig,
     credentials: Credentials,
 }
@@ -368,6 +372,7 @@ impl Registry {
     pub fn new(config: RegistryConfig, credentials: Credentials) -> Self {
         Self {
             client: Client::new(config.client_config()),
+            small: SmallGets::new(&config, credentials.clone()),
             config,
             credentials,
         }
@@ -459,44 +464,52 @@ impl Registry {
     }
 
     /// The raw manifest of `artifact` (by tag or digest), checked against the digest when
-    /// pinned and refused over [`MAX_SMALL_BODY_BYTES`]. oci-client reads a manifest whole, so
-    /// that limit is checked after the read; the request timeout bounds the read itself.
+    /// pinned (and against the registry's `Docker-Content-Digest`), never read past
+    /// [`MAX_SMALL_BODY_BYTES`]: the body streams and the read stops at the cap. The request
+    /// timeout bounds the whole call, token request included.
     pub(crate) async fn raw_manifest(
         &self,
         operation: &'static str,
         artifact: &ArtifactRef,
         accepted_media_types: &[&str],
     ) -> Result<(String, Vec<u8>), Error> {
-        let (bytes, _) = self
-            .within_timeout(
+        let timeout = self.config.timeout;
+        let body = tokio::time::timeout(
+            timeout,
+            self.small.manifest(
                 operation,
                 artifact,
-                self.client.pull_manifest_raw(
-                    &artifact.to_oci(),
-                    &self.credentials.to_registry_auth(),
-                    accepted_media_types,
-                ),
-            )
-            .await?;
-        if bytes.len() as u64 > MAX_SMALL_BODY_BYTES {
-            return Err(Error::BodyTooLarge {
-                operation,
-                reference: artifact.to_string(),
-                what: "manifest",
-                limit: MAX_SMALL_BODY_BYTES,
-            });
-        }
-        let actual = digest(&bytes);
-        if let Some(expected) = &artifact.digest
-            && *expected != actual
+                accepted_media_types,
+                MAX_SMALL_BODY_BYTES,
+            ),
+        )
+        .await
+        .map_err(|_| Error::TimedOut {
+            operation,
+            reference: artifact.to_string(),
+            registry: artifact.registry.clone(),
+            after: timeout,
+            progress: String::new(),
+        })??;
+        let actual = digest(&body.bytes);
+        let header_digest = body
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| d.starts_with("sha256:"));
+        for expected in [artifact.digest.as_deref(), header_digest]
+            .into_iter()
+            .flatten()
         {
-            return Err(Error::DigestMismatch {
-                reference: artifact.to_string(),
-                expected: expected.clone(),
-                actual,
-            });
+            if expected != actual {
+                return Err(Error::DigestMismatch {
+                    reference: artifact.to_string(),
+                    expected: expected.to_string(),
+                    actual,
+                });
+            }
         }
-        Ok((actual, bytes.to_vec()))
+        Ok((actual, body.bytes))
     }
 
     async fn manifest(&self, artifact: &ArtifactRef) -> Result<(String, Manifest), Error> {
