@@ -167,45 +167,38 @@ impl OwnCluster {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Operator {
-        let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{}", self.name));
-        let log = std::env::temp_dir().join(format!("fluxop-e2e-{}.log", self.name));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("operator log file");
-        let child = Command::new(fluxop_bin())
-            .args(["run", "--namespace", namespace, "--log-format", "json"])
-            .arg("--health-addr")
-            .arg(health.to_string())
-            .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(extra)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("POD_NAME", format!("fluxop-{}-{}", self.name, free_port()))
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("fluxop starts");
-        let operator = Operator {
-            child,
-            health,
-            metrics,
-            log,
-        };
-        eventually(
-            Duration::from_secs(60),
-            "fluxop /healthz to answer 200",
-            || async { http_get(health, "/healthz").filter(|(status, _)| *status == 200) },
+        let pod_name = format!("fluxop-{}-{}", self.name, free_port());
+        run_fluxop(
+            &self.kubeconfig,
+            &self.name,
+            &pod_name,
+            namespace,
+            extra,
+            env,
         )
-        .await;
-        operator
+        .await
+    }
+
+    /// Asks for a reconcile of `object` (e.g. `fluxinstance/flux`) in flux-system now: a new
+    /// `reconcile.fluxcd.io/requestedAt`.
+    pub fn request_reconcile(&self, object: &str, value: &str) {
+        self.kubectl_ok(&[
+            "annotate",
+            "--overwrite",
+            "-n",
+            "flux-system",
+            object,
+            &format!("reconcile.fluxcd.io/requestedAt={value}"),
+        ]);
+    }
+
+    /// A Secret `name` in flux-system holding `public_pem` as `cosign.pub`, the key
+    /// `spec.distribution.verify` (or Flux's own `verify`) reads.
+    pub fn apply_public_key(&self, name: &str, public_pem: &str) {
+        let key: String = public_pem.lines().map(|l| format!("    {l}\n")).collect();
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}"
+        ));
     }
 
     /// Sum of the API server's `apiserver_request_total` for writes that were not dry runs,
@@ -251,6 +244,58 @@ impl Drop for OwnCluster {
     }
 }
 
+/// Starts `fluxop run` for `namespace` against `kubeconfig`, as pod `pod_name` (its leader
+/// election identity), logging (JSON) to a file named after `name`; returns once `/healthz`
+/// answers 200 (`/readyz` waits for leadership and the instance cache).
+pub async fn run_fluxop(
+    kubeconfig: &std::path::Path,
+    name: &str,
+    pod_name: &str,
+    namespace: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Operator {
+    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{name}"));
+    let log = std::env::temp_dir().join(format!("fluxop-e2e-{name}.log"));
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("operator log file");
+    let child = Command::new(fluxop_bin())
+        .args(["run", "--namespace", namespace, "--log-format", "json"])
+        .arg("--health-addr")
+        .arg(health.to_string())
+        .arg("--metrics-addr")
+        .arg(metrics.to_string())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", pod_name)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("fluxop starts");
+    let operator = Operator {
+        child,
+        health,
+        metrics,
+        log,
+    };
+    eventually(
+        Duration::from_secs(60),
+        "fluxop /healthz to answer 200",
+        || async { http_get(health, "/healthz").filter(|(status, _)| *status == 200) },
+    )
+    .await;
+    operator
+}
+
 /// A running `fluxop run`; killed when dropped. Its log (JSON) is kept in a file that a
 /// failing test prints.
 pub struct Operator {
@@ -261,10 +306,31 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// SIGKILL, as a crash or an evicted pod would.
+    /// SIGKILL, as a crash or an evicted pod would (after a SIGCONT, should it be paused).
     pub fn kill(&mut self) {
+        self.signal("CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …); false when it could not be sent.
+    pub fn signal(&self, signal: &str) -> bool {
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Its exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its log so far (JSON lines).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Peak and current resident set size in KiB (`VmHWM`, `VmRSS` of /proc/PID/status).

@@ -3,12 +3,7 @@
 //! a test can pause it (SIGSTOP) and resume it (SIGCONT) the way a frozen VM or a stalled
 //! node would. Also what the tests read of the Lease.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
-    time::Duration,
-};
+use std::{process::ExitStatus, time::Duration};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,8 +13,8 @@ use kube::{
 };
 
 use crate::{
-    cluster::{free_port, http_get},
-    eventually, fluxop_bin, kubeconfig_path,
+    cluster::{Operator, run_fluxop},
+    kubeconfig_path,
 };
 
 /// The Lease fluxop elects its leader with (`--leader-election-id`'s default).
@@ -39,113 +34,58 @@ pub const FAST_ELECTION: [&str; 6] = [
 /// The lease duration of [`FAST_ELECTION`].
 pub const FAST_LEASE: Duration = Duration::from_secs(4);
 
-/// One `fluxop run` process; killed (after a SIGCONT, should it be paused) when dropped,
-/// printing the tail of its log when the test failed.
+/// One `fluxop run` process against the shared test cluster, with [`FAST_ELECTION`]: an
+/// [`Operator`] (killed when dropped, its log tail printed when the test failed) that can be
+/// paused and resumed.
 pub struct Replica {
-    child: Child,
+    pub operator: Operator,
     pub identity: String,
-    pub metrics: SocketAddr,
-    pub log: PathBuf,
 }
 
 impl Replica {
-    /// Starts `fluxop run` for `namespace` with [`FAST_ELECTION`] as `identity`; returns once
-    /// it serves `/healthz`.
+    /// Starts `fluxop run` for `namespace` as `identity`; returns once it serves `/healthz`.
     pub async fn start(namespace: &str, identity: &str) -> Self {
-        let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let name = format!("{namespace}-{identity}");
-        let cache = std::env::temp_dir().join(format!("fluxop-e2e-cache-{name}"));
-        let log = std::env::temp_dir().join(format!("fluxop-e2e-{name}.log"));
-        let log_file = std::fs::File::create(&log).expect("replica log file");
-        let child = Command::new(fluxop_bin())
-            .args(["run", "--namespace", namespace, "--log-format", "json"])
-            .arg("--health-addr")
-            .arg(health.to_string())
-            .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(FAST_ELECTION)
-            .env("KUBECONFIG", kubeconfig_path())
-            .env("POD_NAME", identity)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("fluxop starts");
-        let replica = Self {
-            child,
-            identity: identity.to_string(),
-            metrics,
-            log,
-        };
-        eventually(
-            Duration::from_secs(60),
-            "fluxop /healthz to answer 200",
-            || async { http_get(health, "/healthz").filter(|(status, _)| *status == 200) },
+        // The process id keeps the log file this run's own: tests read it.
+        let name = format!("{namespace}-{identity}-{}", std::process::id());
+        let operator = run_fluxop(
+            &kubeconfig_path(),
+            &name,
+            identity,
+            namespace,
+            &FAST_ELECTION,
+            &[],
         )
         .await;
-        replica
+        Self {
+            operator,
+            identity: identity.to_string(),
+        }
     }
 
     /// `fluxop_leader` on its `/metrics`: whether it says it leads (None: not answering).
     pub fn leads(&self) -> Option<bool> {
-        let (_, body) = http_get(self.metrics, "/metrics")?;
-        let line = body.lines().find(|l| l.starts_with("fluxop_leader "))?;
+        let line = self.operator.metric("fluxop_leader ")?;
         Some(line.split_whitespace().nth(1)? == "1")
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {}", self.child.id());
     }
 
     /// SIGSTOP: the process stops running (its monotonic clock does not).
     pub fn pause(&self) {
-        self.signal("STOP");
+        assert!(self.operator.signal("STOP"), "kill -STOP {}", self.identity);
     }
 
     /// SIGCONT.
     pub fn resume(&self) {
-        self.signal("CONT");
+        assert!(self.operator.signal("CONT"), "kill -CONT {}", self.identity);
     }
 
     /// Its exit status, once it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.operator.exited()
     }
 
     /// Its log so far (JSON lines).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!(
-                "--- {} log (last 30 lines, newest first) ---",
-                self.identity
-            );
-            for line in tail {
-                eprintln!("{line}");
-            }
-        }
+        self.operator.log_text()
     }
 }
 

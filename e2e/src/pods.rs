@@ -252,14 +252,7 @@ impl Bed {
         ))
         .expect("reference");
         crate::fleet::push(&tag, &archive::pack(bundle.files()), Some(&signer)).await;
-        let key: String = signer
-            .public_pem
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect();
-        cluster.apply(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: flux-bundle-cosign\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}"
-        ));
+        cluster.apply_public_key("flux-bundle-cosign", &signer.public_pem);
         let operator = match host_operator {
             true => Some(
                 cluster

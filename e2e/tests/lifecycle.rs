@@ -140,15 +140,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
     // A signed bundle and the public key in a Secret.
     let signer = signature::generate_key_pair(b"").expect("key pair");
     let reference = push_bundle(&real_bundle_dir(), Some(&signer)).await;
-    let key = signer
-        .public_pem
-        .lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    cluster.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cosign-pub\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}\n"
-    ));
+    cluster.apply_public_key("cosign-pub", &signer.public_pem);
     let source = format!(
         "    artifact: {reference}\n    verify:\n      provider: cosign\n      secretRef:\n        name: cosign-pub\n"
     );

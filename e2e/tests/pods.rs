@@ -163,14 +163,8 @@ async fn flux_from_a_signed_bundle_runs_on_a_real_node_and_upgrades_with_its_pod
     }
     // The new source-controller serves the object the old one created.
     let requested = format!("{}", std::process::id());
-    bed.cluster.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "-n",
-        "flux-system",
-        "ocirepository/bundle",
-        &format!("reconcile.fluxcd.io/requestedAt={requested}"),
-    ]);
+    bed.cluster
+        .request_reconcile("ocirepository/bundle", &requested);
     wait_source_ready(&bed.client, "bundle", Some(&requested)).await;
 }
 
@@ -259,15 +253,9 @@ fn leads(pod: &k8s_openapi::api::core::v1::Pod) -> Option<bool> {
     Some(line.ends_with(" 1"))
 }
 
+/// Who holds fluxop's lease in flux-system.
 async fn lease_holder(client: &Client) -> Option<String> {
-    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "flux-system")
-        .get_opt("fluxop-leader-election")
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
+    fluxop_e2e::leader::holder(&Api::namespaced(client.clone(), "flux-system")).await
 }
 
 /// The fluxop pods, once `count` of them are Running and Ready and one of them holds the
@@ -314,14 +302,7 @@ fn reconciles(pod: &k8s_openapi::api::core::v1::Pod) -> u64 {
 
 /// Sets `reconcile.fluxcd.io/requestedAt` and waits until the instance has handled it.
 async fn request_reconcile(bed: &Bed, value: &str, timeout: Duration) {
-    bed.cluster.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "-n",
-        "flux-system",
-        "fluxinstance/flux",
-        &format!("reconcile.fluxcd.io/requestedAt={value}"),
-    ]);
+    bed.cluster.request_reconcile("fluxinstance/flux", value);
     wait_for_instance(
         &bed.api,
         timeout,

@@ -57,15 +57,7 @@ async fn bed(prefix: &str) -> (Bed, String) {
     let layer_digest = archive::digest(&layer);
     proxy.target_blobs(Some(&layer_digest));
 
-    let key = signer
-        .public_pem
-        .lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    cluster.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cosign-pub\n  namespace: flux-system\nstringData:\n  cosign.pub: |\n{key}\n"
-    ));
+    cluster.apply_public_key("cosign-pub", &signer.public_pem);
     let operator = cluster
         .start_operator(
             "flux-system",
@@ -99,14 +91,7 @@ impl Bed {
     fn request_reconcile(&mut self) -> String {
         self.requests += 1;
         let value = format!("faults-{}", self.requests);
-        self.cluster.kubectl_ok(&[
-            "annotate",
-            "--overwrite",
-            "-n",
-            "flux-system",
-            "fluxinstance/flux",
-            &format!("reconcile.fluxcd.io/requestedAt={value}"),
-        ]);
+        self.cluster.request_reconcile("fluxinstance/flux", &value);
         value
     }
 
