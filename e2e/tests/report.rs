@@ -147,8 +147,10 @@ async fn the_report_counts_what_kubectl_shows_and_each_object_has_a_metric_serie
         "the report to count the objects",
         || async {
             let report = reports.get_opt("flux").await.ok()??;
+            // A report taken while the status patches above were still being written
+            // counts only some of the failures: wait for one taken after all of them.
             let kustomizations = stats_of(&report, "Kustomization")?;
-            (kustomizations.running == KUSTOMIZATIONS as i64 && kustomizations.failing > 0)
+            (kustomizations.running == KUSTOMIZATIONS as i64 && kustomizations.failing == failing)
                 .then_some(report)
         },
     )

@@ -241,8 +241,12 @@ pub struct Metrics {
     pub watch_errors: Counter,
     /// Reconcile durations by kind.
     pub reconcile_duration: Family<KindLabels, Histogram>,
-    /// One series (value 1) per Flux object; replaced wholesale by every report.
+    /// One series (value 1) per Flux object; replaced by every report through
+    /// [`Metrics::replace_resources`].
     pub resources: Family<ResourceLabels, Gauge>,
+    /// The series `resources` holds now, so a report removes only the stale ones: a scrape
+    /// never sees the family half rebuilt.
+    resource_series: std::sync::Mutex<std::collections::HashSet<ResourceLabels>>,
     /// One series (value 1) for the instance.
     pub instance: Family<InstanceLabels, Gauge>,
     /// How long computing a FluxReport takes.
@@ -320,11 +324,29 @@ impl Metrics {
             watch_errors,
             reconcile_duration,
             resources,
+            resource_series: Default::default(),
             instance,
             report_duration,
             client_requests,
             leader,
         }
+    }
+
+    /// Makes `flux_resource_info` hold exactly `series`: new ones are added before stale
+    /// ones are removed, and series present in both stay untouched.
+    pub fn replace_resources(&self, series: impl IntoIterator<Item = ResourceLabels>) {
+        let next: std::collections::HashSet<ResourceLabels> = series.into_iter().collect();
+        let mut current = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for labels in &next {
+            self.resources.get_or_create(labels).set(1);
+        }
+        for stale in current.difference(&next) {
+            self.resources.remove(stale);
+        }
+        *current = next;
     }
 
     /// The registry in the OpenMetrics text format.
@@ -363,5 +385,29 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn a_new_report_replaces_only_the_stale_resource_series() {
+        let metrics = Metrics::new();
+        let object = |name: &str, ready: &str| ResourceLabels {
+            kind: "Kustomization".into(),
+            name: name.into(),
+            exported_namespace: "apps".into(),
+            ready: ready.into(),
+            suspended: "false".into(),
+            revision: String::new(),
+            source: String::new(),
+        };
+        metrics.replace_resources([object("a", "True"), object("b", "True")]);
+        metrics.replace_resources([object("a", "True"), object("b", "False")]);
+        let text = metrics.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("flux_resource_info{"))
+            .collect();
+        assert_eq!(series.len(), 2, "{text}");
+        assert!(text.contains("name=\"b\",exported_namespace=\"apps\",ready=\"False\""));
+        assert!(!text.contains("name=\"b\",exported_namespace=\"apps\",ready=\"True\""));
     }
 }

@@ -15,7 +15,9 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
-    runtime::{Controller, WatchStreamExt, controller::Action, watcher},
+    runtime::{
+        Controller, PredicateConfig, WatchStreamExt, controller::Action, reflector, watcher,
+    },
 };
 
 pub use instance::{Context, RegistrySettings};
@@ -84,6 +86,25 @@ fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
     })
 }
 
+/// What a reconcile answers to: the spec (generation), the annotations (`requestedAt`,
+/// `reconcile: disabled`, intervals), the finalizers and deletion. fluxop's own status
+/// writes change none of these, so they do not wake the controller a second time; requeues
+/// and drift ticks come through the controller's own queue.
+fn reconcile_trigger(instance: &FluxInstance) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    instance.metadata.generation.hash(&mut hasher);
+    instance.annotations().hash(&mut hasher);
+    instance.finalizers().hash(&mut hasher);
+    instance
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|at| at.0.to_string())
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
 /// ends. Marks the operator ready once the instance cache has synced, and not ready with the
 /// API server's reason while the watch fails (for example when the CRDs are not installed).
@@ -95,8 +116,13 @@ pub async fn run(
     fleet_hub: bool,
 ) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
-    let controller =
-        Controller::new(instances, watcher::Config::default()).reconcile_all_on(drift(&ctx));
+    let (reader, writer) = reflector::store();
+    let triggers = watcher(instances, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(reconcile_trigger, PredicateConfig::default());
+    let controller = Controller::for_stream(triggers, reader).reconcile_all_on(drift(&ctx));
     let store = controller.store();
     let _ = ctx.instances.set(store.clone());
     let ready = health.clone();
@@ -192,6 +218,51 @@ pub(crate) async fn publish_events(
         let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter.clone());
         if let Err(error) = recorder.publish(&event, regarding).await {
             tracing::warn!(%error, reason = %event.reason, "publishing an event failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance() -> FluxInstance {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "fluxcd.controlplane.io/v1", "kind": "FluxInstance",
+            "metadata": { "name": "flux", "namespace": "flux-system", "generation": 2,
+                          "resourceVersion": "10" },
+            "spec": { "distribution": { "version": "2.x", "registry": "ghcr.io/fluxcd" } }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_writes_do_not_trigger_a_reconcile_but_requests_and_spec_changes_do() {
+        let before = instance();
+        let mut status_written = before.clone();
+        status_written.metadata.resource_version = Some("11".into());
+        status_written.status = Some(Default::default());
+        assert_eq!(
+            reconcile_trigger(&before),
+            reconcile_trigger(&status_written)
+        );
+
+        let mut requested = before.clone();
+        requested.annotations_mut().insert(
+            crate::api::constants::annotation::REQUESTED_AT.into(),
+            "now".into(),
+        );
+        let mut edited = before.clone();
+        edited.metadata.generation = Some(3);
+        let mut deleted = before.clone();
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let mut finalized = before.clone();
+        finalized.finalizers_mut().push("x".into());
+        for changed in [requested, edited, deleted, finalized] {
+            assert_ne!(reconcile_trigger(&before), reconcile_trigger(&changed));
         }
     }
 }

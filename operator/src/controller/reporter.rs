@@ -44,23 +44,18 @@ pub async fn refresh(ctx: &Context) -> Result<Option<Duration>, kube::Error> {
     )
     .await?;
     let spec = report::spec(&observed);
-    ctx.metrics.resources.clear();
-    for (_, kind, objects) in &observed.reconcilers {
-        for object in objects {
-            ctx.metrics
-                .resources
-                .get_or_create(&ResourceLabels {
-                    kind: kind.clone(),
-                    name: object.name.clone(),
-                    exported_namespace: object.namespace.clone(),
-                    ready: object.ready.clone(),
-                    suspended: object.suspended.to_string(),
-                    revision: object.revision.clone(),
-                    source: object.source.clone(),
-                })
-                .set(1);
-        }
-    }
+    ctx.metrics
+        .replace_resources(observed.reconcilers.iter().flat_map(|(_, kind, objects)| {
+            objects.iter().map(move |object| ResourceLabels {
+                kind: kind.clone(),
+                name: object.name.clone(),
+                exported_namespace: object.namespace.clone(),
+                ready: object.ready.clone(),
+                suspended: object.suspended.to_string(),
+                revision: object.revision.clone(),
+                source: object.source.clone(),
+            })
+        }));
     let elapsed = started.elapsed();
     ctx.metrics.report_duration.observe(elapsed.as_secs_f64());
     tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "report computed");
