@@ -9,6 +9,9 @@
 #   hack/bench.sh pods       the lifecycle with real pods (fluxop in the cluster) next to kwok;
 #                            fluxop's pod memory from its cgroup (needs root)
 #   hack/bench.sh gitops     publish -> app updated on a real node, OCI and Git (needs root)
+#   hack/bench.sh incumbent  fluxop next to the Flux Operator's operator (built from the Go
+#                            module proxy), each a process against a fresh kwok cluster:
+#                            install, API requests per forced reconcile, drift revert, memory
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -27,7 +30,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ] || [ "$which" = incumbent ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -64,4 +67,11 @@ if [ "$which" = all ] || [ "$which" = gitops ]; then
     --bundle "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-bundle" v2.9.4:source-controller,kustomize-controller | tail -n 1)"
   log "publish -> app updated, OCI and Git, on a real node (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench gitops
+fi
+if [ "$which" = all ] || [ "$which" = incumbent ]; then
+  export FLUXOP_E2E_REGISTRY FLUXOP_E2E_INCUMBENT
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  FLUXOP_E2E_INCUMBENT="$(hack/testbed-build.sh flux-operator-controller | tail -n 1)/flux-operator-controller"
+  log "fluxop next to the Flux Operator, each on a fresh cluster (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench incumbent
 fi

@@ -6,7 +6,7 @@
 # side by side.
 #
 #   hack/cluster-up.sh [NAME] [NODES] [--real-nodes N] [--registry 127.0.0.1:PORT]...
-#                      [--expose 127.0.0.1:PORT]...
+#                      [--expose 127.0.0.1:PORT]... [--audit] [--client NAME]...
 #       NAME          default: default
 #       NODES         kwok nodes (label type=kwok), default 3, or 0 with --real-nodes
 #       --real-nodes  N real nodes (label type=real): containerd, kubelet and kube-proxy in
@@ -17,6 +17,12 @@
 #       --registry    a registry on loopback that pods and the nodes' containerd reach at
 #                     GATEWAY:PORT (and containerd also under its loopback name)
 #       --expose      another server on loopback (a Git server) that pods reach at GATEWAY:PORT
+#       --audit       the API server logs every request as it arrives (audit stage
+#                     RequestReceived, level Metadata: user, user agent, verb, URI, object)
+#                     to STATE/logs/audit.log, one JSON line each
+#       --client      another admin kubeconfig, STATE/clients/NAME.kubeconfig, with a client
+#                     certificate of its own (user NAME, group system:masters), so the
+#                     audit log tells that client's requests apart
 #
 # Writes STATE/clusters/NAME/kubeconfig and STATE/clusters/NAME/env (KUBECONFIG, API
 # server URL, ports; FLUXOP_CLUSTER_GATEWAY with real nodes) and prints the kubeconfig
@@ -25,13 +31,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/node.sh"
 
-NAME=default NODES="" REAL_NODES=0 REGISTRIES=() EXPOSED=()
+NAME=default NODES="" REAL_NODES=0 REGISTRIES=() EXPOSED=() AUDIT=0 CLIENTS=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --real-nodes) REAL_NODES="${2:?--real-nodes needs a number}"; shift 2 ;;
     --registry) REGISTRIES+=("${2:?--registry needs HOST:PORT}"); shift 2 ;;
     --expose) EXPOSED+=("${2:?--expose needs HOST:PORT}"); shift 2 ;;
+    --audit) AUDIT=1; shift ;;
+    --client) CLIENTS+=("${2:?--client needs a NAME}"); shift 2 ;;
     -*) die "unknown option $1 (see the header of $0)" ;;
     *) positional+=("$1"); shift ;;
   esac
@@ -39,6 +47,7 @@ done
 NAME="${positional[0]:-default}"
 NODES="${positional[1]:-}"
 valid_name "$NAME"
+for client in "${CLIENTS[@]}"; do valid_name "$client"; done
 [ -n "$NODES" ] || { if [ "$REAL_NODES" -gt 0 ]; then NODES=0; else NODES=3; fi; }
 STATE="$STATE_ROOT/clusters/$NAME"
 BIN="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)"
@@ -139,6 +148,24 @@ KC
 kubeconfig "$STATE/kubeconfig" admin
 kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
 kubeconfig "$STATE/scheduler.kubeconfig" scheduler
+for client in "${CLIENTS[@]}"; do
+  mkdir -p "$STATE/clients"
+  issue "clients/$client" "/O=system:masters/CN=$client" "extendedKeyUsage=clientAuth"
+  kubeconfig "$STATE/clients/$client.kubeconfig" "clients/$client"
+done
+AUDIT_ARGS=()
+if [ "$AUDIT" = 1 ]; then
+  # One event per request, written when it arrives: watches count once, when they start.
+  cat > "$STATE/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+- level: Metadata
+POLICY
+  AUDIT_ARGS=(--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log"
+    --audit-log-format json --audit-log-mode blocking --audit-log-maxsize 0)
+fi
 
 # --- etcd
 start_daemon "$STATE" etcd "$BIN/etcd" --name "$NAME" --data-dir "$STATE/etcd" \
@@ -163,7 +190,7 @@ start_daemon "$STATE" kube-apiserver "$BIN/kube-apiserver" \
   --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
   --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
   --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
-  --allow-privileged=true
+  --allow-privileged=true "${AUDIT_ARGS[@]}"
 curl_api() { curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$SERVER$1"; }
 wait_for 120 "kube-apiserver on :$API_PORT" curl_api /readyz \
   || { tail -n 30 "$STATE/logs/kube-apiserver.log" >&2; exit 1; }
@@ -265,6 +292,7 @@ FLUXOP_CLUSTER_ETCD=http://127.0.0.1:$ETCD_PORT
 FLUXOP_CLUSTER_BIN=$BIN
 FLUXOP_CLUSTER_REAL_NODES=$REAL_NODES
 FLUXOP_CLUSTER_GATEWAY=$GATEWAY
+FLUXOP_CLUSTER_AUDIT_LOG=$( [ "$AUDIT" = 0 ] || echo "$STATE/logs/audit.log" )
 ENV
 started=1
 log "cluster $NAME is up at $SERVER with $NODES kwok and $REAL_NODES real nodes (state in $STATE)"

@@ -8,7 +8,9 @@
 #   hack/demo.sh          bring everything up and print where to look
 #   hack/demo.sh down     stop the cluster (containers, node, network) and the registry
 #
-# Needs root (the real node: network namespaces, mounts, cgroups).
+# Needs root (the real node: network namespaces, mounts, cgroups). The Flux release comes
+# from FLUX_DIST or ../shared/flux-dist when there, else from GitHub or rebuilt from Go module
+# sources, checked against hack/flux-releases.sha256 (hack/vendor-flux.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -21,6 +23,9 @@ if [ "${1:-}" = down ]; then
   rm -rf "$STATE"
   exit 0
 fi
+# First, before half an hour of building: without the Flux release (no local copy, no way to
+# download it) this stops with instructions.
+hack/vendor-flux.sh >&2
 [ "$(id -u)" = 0 ] || die "the demo runs a real node (network namespaces, mounts, cgroups): run it as root"
 started=$(date +%s)
 step() { log "$* (+$(( $(date +%s) - started ))s)"; }
@@ -28,7 +33,6 @@ step() { log "$* (+$(( $(date +%s) - started ))s)"; }
 step "building the test bed (the first run compiles Kubernetes, the node and the Flux controllers: ~30 minutes)"
 BIN="$(hack/testbed-build.sh | tail -n 1)"
 NODE_BIN="$(hack/testbed-build.sh node | tail -n 1)"
-hack/vendor-flux.sh >&2
 hack/flux-images.sh v2.9.4 >/dev/null
 step "building fluxop (release)"
 cargo build --release --locked -p fluxop --bin fluxop >&2

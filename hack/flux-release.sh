@@ -36,7 +36,8 @@ if [ ! -x "$KUSTOMIZE" ]; then
 fi
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# A failed rebuild leaves no half-written release in the cache.
+trap 'rm -rf "$work" "$OUT.new"' EXIT
 # fetch MODULE VERSION DIR: the module's files under DIR (the proxy's zip, paths unprefixed).
 fetch() {
   local module=$1 version=$2 dir=$3

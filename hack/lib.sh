@@ -7,6 +7,11 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Canonical, so paths compare equal to those in /proc/mounts.
 STATE_ROOT="$(realpath -m "${FLUXOP_TESTBED_STATE:-${TMPDIR:-/tmp}/fluxop-testbed}")"
 
+# FLUX_DIST and FLUX_IMAGES (hack/vendor-flux.sh) are read after the scripts cd to the repo:
+# a relative path means the directory the user ran the command from.
+if [ -n "${FLUX_DIST:-}" ]; then FLUX_DIST="$(realpath -m -- "$FLUX_DIST")"; export FLUX_DIST; fi
+if [ -n "${FLUX_IMAGES:-}" ]; then FLUX_IMAGES="$(realpath -m -- "$FLUX_IMAGES")"; export FLUX_IMAGES; fi
+
 log() { echo "$(basename "$0"): $*" >&2; }
 die() { log "error: $*"; exit 1; }
 

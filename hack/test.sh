@@ -27,6 +27,7 @@ BIN="$(hack/testbed-build.sh | tail -n 1)"
 NODE_BIN="$(hack/testbed-build.sh node | tail -n 1)"
 COSIGN_BIN="$(hack/testbed-build.sh cosign | tail -n 1)"
 HELM_BIN="$(hack/testbed-build.sh helm | tail -n 1)"
+FLUX_OPERATOR_BIN="$(hack/testbed-build.sh flux-operator | tail -n 1)"
 # Clusters left by a run that was killed (their API server is gone) are removed first.
 hack/cluster-down.sh --stale >/dev/null 2>&1 || true
 
@@ -92,7 +93,7 @@ APP_IMAGE="$REGISTRY/testbed/pause:3.10"
 export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl" FLUXOP_E2E_REGISTRY="$REGISTRY" \
   FLUXOP_E2E_REGISTRY_DATA="$STATE_ROOT/registries/$NAME/data" FLUXOP_E2E_COSIGN="$COSIGN_BIN/cosign" \
   FLUXOP_E2E_HELM="$HELM_BIN/helm" FLUXOP_E2E_REAL_BUNDLE="$REAL_BUNDLE" FLUXOP_E2E_FLUXOP_IMAGE="$FLUXOP_IMAGE" \
-  FLUXOP_E2E_APP_IMAGE="$APP_IMAGE"
+  FLUXOP_E2E_APP_IMAGE="$APP_IMAGE" FLUXOP_E2E_FLUX_OPERATOR="$FLUX_OPERATOR_BIN/flux-operator"
 
 step "end-to-end tests"
 cargo test -p fluxop-e2e --locked --no-fail-fast ${E2E_ARGS[@]+"${E2E_ARGS[@]}"}

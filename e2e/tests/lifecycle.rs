@@ -297,6 +297,99 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
     .await;
     println!("timing: kubectl delete reverted in {:?}", started.elapsed());
 
+    // A scale to 0 and, at once, a deletion: the deletion lands while the correction of the
+    // scale waits for health; the wait gives way and the Deployment is back in seconds, not
+    // after reconcileTimeout.
+    let uid_before = deployments(&client)
+        .get("source-controller")
+        .await
+        .expect("get")
+        .metadata
+        .uid
+        .expect("uid");
+    let started = Instant::now();
+    cluster.kubectl_ok(&[
+        "scale",
+        "deployment/source-controller",
+        "-n",
+        "flux-system",
+        "--replicas=0",
+    ]);
+    cluster.kubectl_ok(&[
+        "delete",
+        "deployment/source-controller",
+        "-n",
+        "flux-system",
+        "--wait=false",
+    ]);
+    eventually(
+        MINUTE,
+        "the scaled, then deleted Deployment to be recreated",
+        || async {
+            let d = deployments(&client)
+                .get_opt("source-controller")
+                .await
+                .ok()??;
+            (d.metadata.uid.as_deref() != Some(uid_before.as_str()) && d.spec?.replicas == Some(1))
+                .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "timing: kubectl scale to 0 then delete reverted in {:?}",
+        started.elapsed()
+    );
+
+    // Drift is watched on every kind fluxop installs, not only Deployments: a deleted
+    // Service, ClusterRoleBinding and CRD come back long before the hourly reconcile.
+    let owned = format!(
+        "{}=flux-system",
+        fluxop::api::constants::label::OWNER_NAMESPACE
+    );
+    let first_named = |kind: &str| {
+        cluster
+            .kubectl_ok(&["get", kind, "-l", &owned, "-o", "name"])
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("fluxop installed no {kind}"))
+            .to_string()
+    };
+    let binding = first_named("clusterrolebindings");
+    for (object, namespaced) in [
+        ("service/source-controller".to_string(), true),
+        (binding, false),
+        (
+            "customresourcedefinition/buckets.source.toolkit.fluxcd.io".to_string(),
+            false,
+        ),
+    ] {
+        let mut get = vec!["get", object.as_str(), "-o", "jsonpath={.metadata.uid}"];
+        if namespaced {
+            get.extend(["-n", "flux-system"]);
+        }
+        let uid_before = cluster.kubectl_ok(&get);
+        let started = Instant::now();
+        let mut delete = vec!["delete", object.as_str(), "--wait=true"];
+        if namespaced {
+            delete.extend(["-n", "flux-system"]);
+        }
+        cluster.kubectl_ok(&delete);
+        eventually(
+            MINUTE,
+            &format!("the deleted {object} to be recreated"),
+            || async {
+                let output = cluster.kubectl().args(&get).output().ok()?;
+                let uid = String::from_utf8_lossy(&output.stdout).into_owned();
+                (output.status.success() && !uid.is_empty() && uid != uid_before).then_some(())
+            },
+        )
+        .await;
+        println!(
+            "timing: kubectl delete {object} reverted in {:?}",
+            started.elapsed()
+        );
+    }
+
     // Turning a component off prunes exactly its objects.
     let before = deployment_states(&client).await;
     cluster.apply(&instance_yaml(
@@ -685,14 +778,15 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
     let cluster = OwnCluster::start("adopt").await;
     let client = cluster.client().await;
     cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
-    // What `kubectl apply -f install.yaml` leaves: client-side apply of the release files.
+    // What `flux install` leaves: client-side apply of the release files, with the objects of
+    // rbac.yaml named after the namespace and labelled as Flux labels them (kustomize's
+    // nameSuffix and labels, as flux install builds them).
     let release = repo_root().join("manifests-bundle/flux/v2.9.4");
     for file in [
         "source-controller.yaml",
         "kustomize-controller.yaml",
         "helm-controller.yaml",
         "notification-controller.yaml",
-        "rbac.yaml",
     ] {
         cluster.kubectl_ok(&[
             "apply",
@@ -702,6 +796,19 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
             release.join(file).to_str().expect("path"),
         ]);
     }
+    let roles_dir = std::env::temp_dir().join(format!("fluxop-adopt-rbac-{}", std::process::id()));
+    std::fs::create_dir_all(&roles_dir).expect("roles dir");
+    std::fs::copy(release.join("rbac.yaml"), roles_dir.join("rbac.yaml")).expect("copy rbac");
+    std::fs::write(
+        roles_dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: flux-system\n\
+         nameSuffix: -flux-system\nresources: [rbac.yaml]\nlabels:\n- pairs:\n    \
+         app.kubernetes.io/instance: flux-system\n    app.kubernetes.io/part-of: flux\n    \
+         app.kubernetes.io/version: v2.9.4\n",
+    )
+    .expect("write kustomization");
+    cluster.kubectl_ok(&["apply", "-k", roles_dir.to_str().expect("path")]);
+    let _ = std::fs::remove_dir_all(&roles_dir);
     eventually(2 * MINUTE, "the plain install to be available", || async {
         let states = deployment_states(&client).await;
         (states.len() == 4 && states.values().all(|s| s.2 == 1)).then_some(())
@@ -718,21 +825,24 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
             "jsonpath={range .items[*]}{.metadata.name}={.metadata.uid}{\"\\n\"}{end}",
         ])
     };
-    let kinds = "deployments,services,serviceaccounts,customresourcedefinitions,clusterroles,clusterrolebindings";
+    let kinds = "deployments,services,serviceaccounts,customresourcedefinitions,clusterroles,clusterrolebindings,resourcequotas";
     let before = uids(kinds);
     assert!(before.lines().count() > 20, "{before}");
 
     // `fluxop diff instance` shows what adopting would change, without changing it.
     let manifest = std::env::temp_dir().join(format!("fluxop-adopt-{}.yaml", std::process::id()));
     std::fs::write(&manifest, instance_yaml("flux-system", &spec("2.9.x", ""))).expect("write");
-    let diff = |expected: i32| {
-        let output = std::process::Command::new(fluxop_e2e::fluxop_bin())
+    let diff_of = |file: &std::path::Path| {
+        std::process::Command::new(fluxop_e2e::fluxop_bin())
             .args(["diff", "instance", "-f"])
-            .arg(&manifest)
+            .arg(file)
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .output()
-            .expect("fluxop diff runs");
+            .expect("fluxop diff runs")
+    };
+    let diff = |expected: i32| {
+        let output = diff_of(&manifest);
         assert_eq!(
             output.status.code(),
             Some(expected),
@@ -773,8 +883,8 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
     })
     .await;
 
-    // Nothing was recreated: every object keeps its uid (and the cluster roles, which the
-    // plain files do not label, now carry fluxop's labels too).
+    // Nothing was recreated: every object keeps its uid, the cluster roles and bindings
+    // `flux install` named after the namespace included.
     let after = uids(kinds);
     for object in before.lines() {
         assert!(
@@ -782,6 +892,43 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
             "{object} was recreated:\n{after}"
         );
     }
+    // One set of Flux's RBAC: fluxop names it as flux install does, so it took those objects
+    // over instead of adding its own beside them.
+    let named = |kind: &str, prefixes: &[&str]| {
+        let mut names: Vec<String> = cluster
+            .kubectl_ok(&["get", kind, "-A", "-o", "name"])
+            .lines()
+            .map(|l| l.rsplit('/').next().unwrap_or_default().to_string())
+            .filter(|n| prefixes.iter().any(|p| n.starts_with(p)))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        named(
+            "clusterrolebindings",
+            &["cluster-reconciler", "crd-controller"]
+        ),
+        [
+            "cluster-reconciler-flux-system",
+            "crd-controller-flux-system"
+        ]
+    );
+    assert_eq!(
+        named(
+            "clusterroles",
+            &["crd-controller", "flux-edit", "flux-view"]
+        ),
+        [
+            "crd-controller-flux-system",
+            "flux-edit-flux-system",
+            "flux-view-flux-system"
+        ]
+    );
+    assert_eq!(
+        named("resourcequotas", &["critical-pods"]),
+        ["critical-pods-flux-system"]
+    );
     // fluxop alone manages them now: kubectl's client-side record is gone.
     let deployment = cluster.kubectl_ok(&[
         "get",
@@ -800,7 +947,37 @@ async fn a_cluster_installed_from_the_plain_upstream_manifests_is_adopted_in_pla
     assert!(deployment.contains("\"manager\": \"fluxop\""));
     // Installed: nothing left to change.
     assert_eq!(diff(0), "");
-    let _ = std::fs::remove_file(&manifest);
+    // Dropping a controller: the diff names what would be pruned (in the inventory, created
+    // by this instance), and still changes nothing.
+    let fewer = manifest.with_extension("fewer.yaml");
+    let components =
+        "  components: [source-controller, kustomize-controller, notification-controller]\n";
+    std::fs::write(
+        &fewer,
+        instance_yaml("flux-system", &spec("2.9.x", components)),
+    )
+    .expect("write");
+    let output = diff_of(&fewer);
+    let planned = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{planned}");
+    assert!(
+        planned.contains("- Deployment/flux-system/helm-controller (pruned)"),
+        "{planned}"
+    );
+    // A minor downgrade from the installed v2.9.4: refused as the operator refuses it.
+    let older = manifest.with_extension("older.yaml");
+    std::fs::write(&older, instance_yaml("flux-system", &spec("2.8.x", ""))).expect("write");
+    let output = diff_of(&older);
+    let refusal = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{refusal}");
+    assert!(
+        refusal.contains("refusing to downgrade Flux from 2.9.4 to 2.8.8"),
+        "{refusal}"
+    );
+    assert_eq!(uids(kinds), after, "a diff changed something");
+    for file in [&manifest, &fewer, &older] {
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 #[tokio::test]

@@ -50,8 +50,12 @@ pub mod annotation {
     /// in-cluster object makes every Kustomization skip it, for apply and for prune.
     pub const KUSTOMIZE_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
     pub const KUSTOMIZE_SSA_IGNORE: &str = "Ignore";
-    /// kustomize-controller's prune opt-out ([`DISABLED_VALUE`]).
+    /// kustomize-controller's prune opt-out ([`DISABLED_VALUE`]; Flux compares it ignoring
+    /// case).
     pub const KUSTOMIZE_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
+    /// The [`KUSTOMIZE_PRUNE`] value on rendered objects, spelled as the incumbent spells it,
+    /// so adopting its objects changes nothing.
+    pub const KUSTOMIZE_PRUNE_DISABLED: &str = "Disabled";
 }
 
 /// Label keys on the objects fluxop renders.

@@ -2,12 +2,14 @@
 //! compatible with the Flux Operator v1 API (see `shared/api-reference.md`), plus fluxop's
 //! additive fields. This module depends on nothing else of ours.
 
+pub mod cel;
 pub mod constants;
 pub mod crds;
 pub mod duration;
 pub mod fleet;
 pub mod instance;
 pub mod report;
+pub mod validate;
 
 pub use instance::{
     Cluster, ClusterType, CommonMetadata, Component, ComponentImage, Distribution, FluxInstance,

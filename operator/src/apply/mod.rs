@@ -19,6 +19,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Client,
     api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy},
@@ -101,6 +102,57 @@ pub struct Applied {
     /// The stored object when the apply found nothing to change: still current, so a
     /// health check right after need not read it again.
     pub live: Option<Value>,
+    /// What the apply left stored (nothing known in a dry run).
+    pub stored: Stored,
+}
+
+/// Which object an apply left stored (its uid) at which spec generation. Seen later as
+/// missing, replaced or at another generation, it was changed by someone else meanwhile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+}
+
+impl Stored {
+    pub fn of(metadata: &ObjectMeta) -> Self {
+        Self {
+            uid: metadata.uid.clone(),
+            generation: metadata.generation,
+        }
+    }
+
+    fn of_value(object: &Value) -> Self {
+        Self {
+            uid: object["metadata"]["uid"].as_str().map(str::to_string),
+            generation: object["metadata"]["generation"].as_i64(),
+        }
+    }
+
+    /// How `live` (the object as read now; `None`: not found) departs from what the apply
+    /// stored, if it does. Status updates do not move the generation, so they are no drift.
+    pub fn drift(&self, live: Option<&Value>) -> Option<String> {
+        let Some(live) = live else {
+            return self.uid.is_some().then(|| "deleted".to_string());
+        };
+        let now = Self::of_value(live);
+        match (self, &now) {
+            (Stored { uid: Some(a), .. }, Stored { uid: Some(b), .. }) if a != b => {
+                Some("deleted and created again".into())
+            }
+            (
+                Stored {
+                    generation: Some(a),
+                    ..
+                },
+                Stored {
+                    generation: Some(b),
+                    ..
+                },
+            ) if a != b => Some(format!("changed (generation {a} → {b})")),
+            _ => None,
+        }
+    }
 }
 
 /// The outcome of applying a set of objects.
@@ -139,8 +191,17 @@ pub enum HealthOutcome {
     Healthy,
     /// Objects that failed or were still in progress at the deadline, with why.
     Unhealthy(Vec<(ObjectId, Health)>),
-    /// The caller asked to stop waiting (a newer reconcile request).
-    Canceled,
+    /// Waiting stopped early, with why: the caller asked (a newer reconcile request), or an
+    /// object applied was changed or deleted meanwhile (the wait would only run out).
+    Canceled(String),
+}
+
+/// The health of an object as read (`None`: not found, so still in progress).
+fn health_of(live: Option<&Value>) -> Health {
+    live.map_or_else(
+        || Health::InProgress("not found".into()),
+        health::evaluate,
+    )
 }
 
 /// What [`Applier::delete`] did.
@@ -251,6 +312,7 @@ impl Applier {
                     id,
                     action: Action::Created,
                     live: None,
+                    stored: Stored::default(),
                 });
             }
             other => other?,
@@ -258,15 +320,19 @@ impl Applier {
         let force = PatchParams::apply(&self.manager).force();
         let live = api.get_opt(&id.name).await.map_err(failed)?;
         let Some(live) = live else {
+            let mut stored = Stored::default();
             if !options.dry_run {
-                api.patch(&id.name, &force, &Patch::Apply(object))
+                let created = api
+                    .patch(&id.name, &force, &Patch::Apply(object))
                     .await
                     .map_err(failed)?;
+                stored = Stored::of(&created.metadata);
             }
             return Ok(Applied {
                 id,
                 action: Action::Created,
                 live: None,
+                stored,
             });
         };
         let live = serde_json::to_value(live).unwrap_or_default();
@@ -282,6 +348,7 @@ impl Applier {
                         id,
                         action: Action::Recreated,
                         live: None,
+                        stored: Stored::default(),
                     });
                 }
                 if !options.recreate_immutable {
@@ -290,11 +357,12 @@ impl Applier {
                         message: status.message,
                     });
                 }
-                self.recreate(&api, &id, &live, object).await?;
+                let stored = self.recreate(&api, &id, &live, object).await?;
                 return Ok(Applied {
                     id,
                     action: Action::Recreated,
                     live: None,
+                    stored,
                 });
             }
             Err(source) => return Err(failed(source)),
@@ -304,21 +372,26 @@ impl Applier {
             return Ok(Applied {
                 id,
                 action: Action::Unchanged,
+                stored: Stored::of_value(&live),
                 live: Some(live),
             });
         }
+        let mut stored = Stored::default();
         if !options.dry_run {
             if takeover.is_some() {
                 self.take_over(&api, &id, live).await?;
             }
-            api.patch(&id.name, &force, &Patch::Apply(object))
+            let configured = api
+                .patch(&id.name, &force, &Patch::Apply(object))
                 .await
                 .map_err(failed)?;
+            stored = Stored::of(&configured.metadata);
         }
         Ok(Applied {
             id,
             action: Action::Configured(fields),
             live: None,
+            stored,
         })
     }
 
@@ -371,7 +444,7 @@ impl Applier {
         id: &ObjectId,
         live: &Value,
         object: &Value,
-    ) -> Result<(), Error> {
+    ) -> Result<Stored, Error> {
         let failed = |source| Error::Request {
             object: id.to_string(),
             source: Box::new(source),
@@ -400,14 +473,15 @@ impl Applier {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        api.patch(
-            &id.name,
-            &PatchParams::apply(&self.manager).force(),
-            &Patch::Apply(object),
-        )
-        .await
-        .map_err(failed)?;
-        Ok(())
+        let created = api
+            .patch(
+                &id.name,
+                &PatchParams::apply(&self.manager).force(),
+                &Patch::Apply(object),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(Stored::of(&created.metadata))
     }
 
     /// Applies many objects, a few at a time, in the order given; every failure is reported.
@@ -501,38 +575,51 @@ impl Applier {
         &self,
         objects: &[(ObjectId, String)],
     ) -> Result<Vec<(ObjectId, Health)>, Error> {
+        Ok(self
+            .read_all(objects)
+            .await?
+            .into_iter()
+            .map(|(id, live)| (id, health_of(live.as_ref())))
+            .collect())
+    }
+
+    /// Each object as stored now (`None`: not found), a few reads at a time.
+    async fn read_all(
+        &self,
+        objects: &[(ObjectId, String)],
+    ) -> Result<Vec<(ObjectId, Option<Value>)>, Error> {
         let gets: Vec<_> = objects
             .iter()
             .map(|(id, version)| self.get(id, version))
             .collect();
-        let checks = stream::iter(gets)
+        let reads = stream::iter(gets)
             .buffered(APPLY_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
         objects
             .iter()
-            .zip(checks)
-            .map(|((id, _), live)| {
-                let health = live?.map_or_else(
-                    || Health::InProgress("not found".into()),
-                    |l| health::evaluate(&l),
-                );
-                Ok((id.clone(), health))
-            })
+            .zip(reads)
+            .map(|((id, _), live)| Ok((id.clone(), live?)))
             .collect()
     }
 
-    /// Waits until every object is healthy, one of them fails, the timeout passes or
-    /// `canceled()` says to stop. Objects already healthy are not checked again, nor are
-    /// those whose current state is `known` (read moments ago) and healthy.
+    /// Waits until every object is healthy, one of them fails, the timeout passes, or waiting
+    /// is pointless: `canceled()` says to stop, or an object departs from what the apply
+    /// `stored` (deleted, replaced, its spec changed by someone: the drift is corrected by
+    /// applying again, not by waiting it out). Objects already healthy are not read again,
+    /// nor are those whose current state is `known` (read moments ago) and healthy — until
+    /// `drift_epoch()` moves (a drift watch saw a change), when all are read once more.
     pub async fn wait_healthy(
         &self,
         objects: &[(ObjectId, String)],
         known: &BTreeMap<ObjectId, Value>,
+        stored: &BTreeMap<ObjectId, Stored>,
         timeout: Duration,
-        canceled: &(dyn Fn() -> bool + Sync),
+        canceled: &(dyn Fn() -> Option<String> + Sync),
+        drift_epoch: &(dyn Fn() -> u64 + Sync),
     ) -> Result<HealthOutcome, Error> {
         let deadline = Instant::now() + timeout;
+        let mut epoch = drift_epoch();
         let mut pending: Vec<(ObjectId, String)> = objects
             .iter()
             .filter(|(id, _)| {
@@ -547,7 +634,19 @@ impl Applier {
         }
         let mut interval = Duration::from_millis(250);
         loop {
-            let checked = self.health(&pending).await?;
+            let read = self.read_all(&pending).await?;
+            for (id, live) in &read {
+                if let Some(why) = stored.get(id).and_then(|s| s.drift(live.as_ref())) {
+                    return Ok(HealthOutcome::Canceled(format!("{id} was {why} meanwhile")));
+                }
+            }
+            let checked: Vec<(ObjectId, Health)> = read
+                .into_iter()
+                .map(|(id, live)| {
+                    let health = health_of(live.as_ref());
+                    (id, health)
+                })
+                .collect();
             let failed: Vec<(ObjectId, Health)> = checked
                 .iter()
                 .filter(|(_, h)| matches!(h, Health::Failed(_)))
@@ -560,14 +659,23 @@ impl Applier {
                 .into_iter()
                 .filter(|(_, h)| !h.is_current())
                 .collect();
-            if waiting.is_empty() {
+            if waiting.is_empty() && drift_epoch() == epoch {
                 return Ok(HealthOutcome::Healthy);
             }
             if Instant::now() >= deadline {
                 return Ok(HealthOutcome::Unhealthy(waiting));
             }
-            if canceled() {
-                return Ok(HealthOutcome::Canceled);
+            if let Some(why) = canceled() {
+                return Ok(HealthOutcome::Canceled(why));
+            }
+            let now = drift_epoch();
+            if now != epoch {
+                // Something fluxop installed changed: read everything once more, so a
+                // deletion or edit of an object already judged healthy is noticed too.
+                epoch = now;
+                pending = objects.to_vec();
+                interval = Duration::from_millis(250);
+                continue;
             }
             pending.retain(|(id, _)| waiting.iter().any(|(w, _)| w == id));
             tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now())))

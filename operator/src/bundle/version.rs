@@ -223,6 +223,11 @@ pub fn parse_version(text: &str) -> Option<Version> {
     Version::parse(text.strip_prefix('v').unwrap_or(text)).ok()
 }
 
+/// The Flux version of a revision, `<version>@sha256:<digest of the rendered objects>`.
+pub fn of_revision(revision: &str) -> Option<Version> {
+    parse_version(revision.split('@').next()?)
+}
+
 /// The outcome of choosing a version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {

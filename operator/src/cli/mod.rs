@@ -4,6 +4,8 @@ mod artifact;
 mod bootstrap;
 mod bundle;
 mod flux;
+mod instance;
+pub use instance::{EXIT_CHANGES, EXIT_REFUSED};
 pub mod ops;
 pub use bundle::BundleCommand;
 
@@ -86,7 +88,10 @@ pub enum WaitCommand {
 #[derive(Debug, Subcommand)]
 pub enum DiffCommand {
     /// Compare what a FluxInstance installs with the cluster: `+` created, `~` changed (with
-    /// the fields). Exits 0 when nothing would change, 3 when something would, 1 on failure.
+    /// the fields), `-` pruned (in the instance's inventory, no longer rendered, created by
+    /// it). Exits 0 when nothing would change, 3 when something would, 2 when the API server
+    /// would reject the manifest, 5 when the operator would refuse it (a minor downgrade
+    /// from the Flux version installed), 1 on failure.
     Instance(DiffInstanceArgs),
 }
 
@@ -108,7 +113,9 @@ pub struct DiffInstanceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BuildCommand {
-    /// Print the objects a FluxInstance installs, as YAML, without a cluster.
+    /// Print the objects a FluxInstance installs, as YAML, without a cluster. The manifest is
+    /// checked first as the API server checks it (schema, unknown fields, CEL rules): exit 2
+    /// naming each field and rule it breaks.
     Instance(BuildInstanceArgs),
 }
 
@@ -262,6 +269,18 @@ pub enum Error {
     Build(String),
     #[error("{0}")]
     Usage(String),
+    /// What the API server would refuse, each field with the rule it breaks.
+    #[error(
+        "{path}: the API server would reject this FluxInstance:{}",
+        violations.iter().map(|v| format!("\n  {v}")).collect::<String>()
+    )]
+    Invalid {
+        path: PathBuf,
+        violations: Vec<api::validate::Violation>,
+    },
+    /// What the operator would refuse to install (a minor downgrade).
+    #[error("the operator would refuse this instance: {0}")]
+    Refused(String),
     #[error("{0}: stopping so that the new leader alone reconciles")]
     LeadershipLost(String),
     #[error("kubeconfig {path}: {reason}")]
@@ -282,7 +301,8 @@ pub enum Error {
 
 impl Error {
     /// Exit codes scripts can trust: 1 for a failure at run time, 2 for bad usage
-    /// (clap's own code for argument errors).
+    /// (clap's own code for argument errors) and bad input (a manifest the API server would
+    /// reject), [`EXIT_REFUSED`] for an instance the operator would refuse.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Logging(_)
@@ -290,7 +310,9 @@ impl Error {
             | Error::Reference(_)
             | Error::Exists { .. }
             | Error::Manifest { .. }
+            | Error::Invalid { .. }
             | Error::Usage(_) => ExitCode::from(2),
+            Error::Refused(_) => ExitCode::from(EXIT_REFUSED),
             _ => ExitCode::from(1),
         }
     }
@@ -305,8 +327,8 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bundle(command) => done(bundle::execute(command).await),
         Command::Artifact(command) => done(artifact::execute(command).await),
         Command::Bootstrap(args) => bootstrap::bootstrap(args).await,
-        Command::Build(BuildCommand::Instance(args)) => build_instance(args),
-        Command::Diff(DiffCommand::Instance(args)) => diff_instance(args).await,
+        Command::Build(BuildCommand::Instance(args)) => instance::build(args),
+        Command::Diff(DiffCommand::Instance(args)) => instance::diff(args).await,
         Command::Get(args) => ops::get_command(args).await,
         Command::Reconcile(args) => ops::reconcile_command(args).await,
         Command::Suspend(args) => ops::suspend_command(args, true).await,
@@ -337,131 +359,6 @@ fn print_crds(args: CrdsArgs) -> Result<(), Error> {
         print!("---\n{}", documents.join("---\n"));
     }
     Ok(())
-}
-
-/// Renders an instance manifest offline with the embedded bundle or a bundle directory.
-/// Reads an instance manifest and renders it offline with the embedded bundle or a bundle
-/// directory; shared by `build instance` and `diff instance`.
-fn render_file(
-    file: &std::path::Path,
-    bundle_dir: Option<&std::path::Path>,
-    default_namespace: &str,
-) -> Result<crate::render::Rendered, Error> {
-    use crate::bundle::{archive, embedded, layout::Bundle, version};
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    let instance: api::FluxInstance =
-        serde_saphyr::from_str(&text).map_err(|e| Error::Manifest {
-            path: file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let namespace = instance
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| default_namespace.to_string());
-    let owned;
-    let bundle: &Bundle = match bundle_dir {
-        Some(dir) => {
-            let files = archive::read_dir(dir).map_err(|source| Error::BundleArchive {
-                dir: dir.to_path_buf(),
-                source,
-            })?;
-            owned = Bundle::from_files(files).map_err(|source| Error::BundleLayout {
-                dir: dir.to_path_buf(),
-                source,
-            })?;
-            &owned
-        }
-        None => match embedded::bundle() {
-            Some(Ok((_, bundle))) => bundle,
-            Some(Err(e)) => {
-                return Err(Error::Build(format!("the embedded bundle is invalid: {e}")));
-            }
-            None => {
-                return Err(Error::Build(
-                    "this fluxop build embeds no bundle: pass --bundle DIR".into(),
-                ));
-            }
-        },
-    };
-    let selection = version::select(
-        &instance.spec.distribution.version,
-        &bundle.versions(),
-        None,
-    )
-    .map_err(|e| Error::Build(e.to_string()))?;
-    let rendered = crate::render::render(&namespace, &instance.spec, bundle, &selection.version)
-        .map_err(|e| Error::Build(e.to_string()))?;
-    eprintln!(
-        "► Flux v{} — {} objects, revision {}",
-        selection.version,
-        rendered.objects.len(),
-        rendered.revision
-    );
-    Ok(rendered)
-}
-
-fn build_instance(args: BuildInstanceArgs) -> Result<ExitCode, Error> {
-    let rendered = render_file(&args.file, args.bundle.as_deref(), &args.namespace)?;
-    match args.output {
-        OutputFormat::Json => print_structured(&rendered.objects, OutputFormat::Json)?,
-        _ => {
-            let documents: Result<Vec<String>, _> = rendered
-                .objects
-                .iter()
-                .map(crate::yaml::to_string)
-                .collect();
-            let documents = documents.map_err(|e| Error::Format(e.to_string()))?;
-            print!("---\n{}", documents.join("---\n"));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Exit code of `diff instance` when applying would change something.
-pub const EXIT_CHANGES: u8 = 3;
-
-async fn diff_instance(args: DiffInstanceArgs) -> Result<ExitCode, Error> {
-    use crate::apply::Action;
-    let rendered = render_file(&args.file, args.bundle.as_deref(), &args.namespace)?;
-    let client = ops::client(&ops::ClusterArgs {
-        namespace: args.namespace.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-    })
-    .await?;
-    let applier = crate::apply::Applier::new(client, api::constants::FIELD_MANAGER);
-    let options = crate::apply::Options {
-        dry_run: true,
-        ..Default::default()
-    };
-    let changes = applier.apply_all(&rendered.objects, options).await?;
-    let mut changed = 0;
-    for entry in &changes.entries {
-        match &entry.action {
-            Action::Unchanged => {}
-            Action::Created => println!("+ {}", entry.id),
-            Action::Recreated => println!("! {} (immutable fields change: recreated)", entry.id),
-            Action::Configured(fields) => {
-                println!("~ {}", entry.id);
-                for field in fields {
-                    println!("    {field}");
-                }
-            }
-        }
-        if entry.action != Action::Unchanged {
-            changed += 1;
-        }
-    }
-    let entries = &changes.entries;
-    eprintln!("► {changed} of {} objects would change", entries.len());
-    Ok(if changed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_CHANGES)
-    })
 }
 
 /// `-o` of commands that print objects.
@@ -547,6 +444,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         applier: crate::apply::Applier::new(context_client.clone(), api::constants::FIELD_MANAGER),
         instances: std::sync::OnceLock::new(),
         report_requested: Arc::new(tokio::sync::Notify::new()),
+        drift_epoch: Default::default(),
         source: crate::bundle::source::Source {
             cache: crate::bundle::cache::Cache::new(&args.cache_dir),
             limits: crate::bundle::archive::Limits::default(),

@@ -39,8 +39,9 @@ pub enum Converged {
     Healthy(Report),
     /// Applied but not healthy by the deadline, or failed: nothing was pruned.
     Unhealthy { report: Report, why: String },
-    /// A newer reconcile request came in while waiting.
-    Canceled(Report),
+    /// Waiting stopped early, with why: a newer reconcile request, or drift of an object
+    /// just applied (the next reconcile, at once, applies it again).
+    Canceled { report: Report, why: String },
 }
 
 /// What converging did.
@@ -88,7 +89,10 @@ pub struct Plan<'a> {
     /// Delete and recreate objects whose immutable fields changed (`forceAt`).
     pub recreate: bool,
     pub timeout: Duration,
-    pub canceled: &'a (dyn Fn() -> bool + Sync),
+    pub canceled: &'a (dyn Fn() -> Option<String> + Sync),
+    /// Moves whenever a drift watch saw an installed object change (see
+    /// [`Applier::wait_healthy`]).
+    pub drift_epoch: &'a (dyn Fn() -> u64 + Sync),
     /// The objects are another revision than the applied one. When not, the CRDs are the
     /// installed ones: their stored versions need no check, and migration runs only if an
     /// apply changed a CRD (someone edited it).
@@ -219,6 +223,12 @@ pub async fn converge(
         .iter_mut()
         .filter_map(|e| Some((e.id.clone(), e.live.take()?)))
         .collect();
+    let stored: std::collections::BTreeMap<ObjectId, apply::Stored> = report
+        .changes
+        .entries
+        .iter()
+        .map(|e| (e.id.clone(), e.stored.clone()))
+        .collect();
     if spec.wait() {
         let checked: Vec<(ObjectId, String)> = plan
             .objects
@@ -227,15 +237,22 @@ pub async fn converge(
             .filter(|(id, _)| is_health_checked(id) && !is_flux_custom_resource(id))
             .collect();
         match applier
-            .wait_healthy(&checked, &known, plan.timeout, plan.canceled)
+            .wait_healthy(
+                &checked,
+                &known,
+                &stored,
+                plan.timeout,
+                plan.canceled,
+                plan.drift_epoch,
+            )
             .instrument(tracing::info_span!("wait", objects = checked.len()))
             .await
             .map_err(Stop::Apply)?
         {
             HealthOutcome::Healthy => {}
-            HealthOutcome::Canceled => {
+            HealthOutcome::Canceled(why) => {
                 report.elapsed = started.elapsed();
-                return Ok(Converged::Canceled(report));
+                return Ok(Converged::Canceled { report, why });
             }
             HealthOutcome::Unhealthy(objects) => {
                 report.elapsed = started.elapsed();

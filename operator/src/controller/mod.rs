@@ -1,6 +1,7 @@
 //! kube-runtime reconcilers: the `FluxInstance` controller of the operator's namespace.
 
 pub mod conditions;
+pub mod drift;
 pub mod fleet;
 pub mod hub;
 pub mod instance;
@@ -9,10 +10,9 @@ pub mod lifecycle;
 pub mod member_kubeconfig;
 pub mod reporter;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     runtime::{
@@ -23,7 +23,7 @@ use kube::{
 pub use instance::{Context, RegistrySettings};
 
 use crate::{
-    api::{FluxInstance, constants::label},
+    api::FluxInstance,
     server::Health,
     telemetry::ReconcileLabels,
 };
@@ -38,52 +38,6 @@ fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<C
         })
         .inc();
     Action::requeue(crate::policy::requeue::ERROR)
-}
-
-/// A tick whenever a Deployment fluxop installed is changed by someone (its generation moved:
-/// scaled, edited) or deleted, so drift is corrected in seconds rather than at the next
-/// periodic reconcile. Status-only updates, which happen all the time, are ignored.
-fn drift(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
-    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace);
-    let config =
-        watcher::Config::default().labels(&format!("{}={}", label::OWNER_NAMESPACE, ctx.namespace));
-    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    // Backoff between failed watch attempts (a 403 or an outage would otherwise spin), and
-    // the first failure of a streak at warn, the repeats at debug.
-    let mut failing = false;
-    watcher(deployments, config)
-        .default_backoff()
-        .filter_map(move |event| {
-        let failed = event.is_err();
-        let tick = match event {
-            Ok(watcher::Event::Apply(deployment) | watcher::Event::InitApply(deployment)) => {
-                let name = deployment.name_any();
-                let generation = deployment.metadata.generation;
-                let previous = generations.insert(name.clone(), generation);
-                // Only changes after the initial listing count; our own applies tick too,
-                // and the reconcile they cause finds nothing to do.
-                matches!(previous, Some(before) if before != generation)
-            }
-            Ok(watcher::Event::Delete(deployment)) => {
-                generations.remove(&deployment.name_any());
-                true
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
-            Err(error) => {
-                if failing {
-                    tracing::debug!(%error, "watching Deployments for drift");
-                } else {
-                    tracing::warn!(%error, "watching Deployments for drift failed; retrying with backoff");
-                }
-                false
-            }
-        };
-        failing = failed;
-        if tick {
-            tracing::info!("a Flux Deployment changed: reconciling");
-        }
-        futures::future::ready(tick.then_some(()))
-    })
 }
 
 /// What a reconcile answers to: the spec (generation), the annotations (`requestedAt`,
@@ -122,7 +76,11 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(reconcile_trigger, PredicateConfig::default());
-    let controller = Controller::for_stream(triggers, reader).reconcile_all_on(drift(&ctx));
+    let controller = Controller::for_stream(triggers, reader).reconcile_all_on(drift::ticks(
+        &ctx.client,
+        &ctx.namespace,
+        ctx.drift_epoch.clone(),
+    ));
     let store = controller.store();
     let _ = ctx.instances.set(store.clone());
     let ready = health.clone();

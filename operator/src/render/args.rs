@@ -82,6 +82,52 @@ pub fn remove(args: &mut Vec<String>, flag: &str) -> bool {
     !found.is_empty()
 }
 
+/// The gates of every `--feature-gates` occurrence, in order, each `(name, value)`.
+fn feature_gates(args: &[String]) -> Vec<(String, String)> {
+    let mut gates: Vec<(String, String)> = Vec::new();
+    for (index, span) in occurrences(args, "--feature-gates") {
+        let value = match args[index].split_once('=') {
+            Some((_, value)) => value,
+            None if span == 2 => args[index + 1].as_str(),
+            None => "",
+        };
+        for (gate, enabled) in value.split(',').filter_map(|g| g.split_once('=')) {
+            let (gate, enabled) = (gate.trim(), enabled.trim());
+            // A later occurrence wins, as when the controller parses repeated flags.
+            gates.retain(|(k, _)| k != gate);
+            gates.push((gate.to_string(), enabled.to_string()));
+        }
+    }
+    gates
+}
+
+fn write_feature_gates(args: &mut Vec<String>, gates: &[(String, String)]) {
+    let value = gates
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    set(args, "--feature-gates", &value);
+}
+
+/// Sets one gate in `--feature-gates=A=true,B=false`, keeping the others (of every
+/// occurrence, merged into one flag).
+pub fn set_feature_gate(args: &mut Vec<String>, gate: &str, enabled: bool) {
+    let mut gates = feature_gates(args);
+    gates.retain(|(k, _)| k != gate);
+    gates.push((gate.to_string(), enabled.to_string()));
+    write_feature_gates(args, &gates);
+}
+
+/// Merges repeated `--feature-gates` flags into one (the first's place, later gates winning),
+/// so fluxop's gates and those a user's patch appends end up in a single flag.
+pub fn merge_feature_gates(args: &mut Vec<String>) {
+    if occurrences(args, "--feature-gates").len() > 1 {
+        let gates = feature_gates(args);
+        write_feature_gates(args, &gates);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +195,39 @@ mod tests {
         reordered.reverse();
         reordered.rotate_left(2);
         assert_eq!(edit(upstream), edit(reordered));
+    }
+    #[test]
+    fn feature_gates_are_merged_into_one_flag_and_later_gates_win() {
+        let mut a = args(&[
+            "--feature-gates=CacheSecretsAndConfigMaps=true",
+            "--log-level=info",
+        ]);
+        set_feature_gate(&mut a, "ObjectLevelWorkloadIdentity", true);
+        set_feature_gate(&mut a, "CacheSecretsAndConfigMaps", false);
+        assert_eq!(
+            a,
+            args(&[
+                "--feature-gates=ObjectLevelWorkloadIdentity=true,CacheSecretsAndConfigMaps=false",
+                "--log-level=info"
+            ])
+        );
+
+        let mut a = args(&[
+            "--feature-gates=ExternalArtifact=true",
+            "--log-level=info",
+            "--feature-gates",
+            "DisableChartDigestTracking=true,ExternalArtifact=false",
+        ]);
+        merge_feature_gates(&mut a);
+        assert_eq!(
+            a,
+            args(&[
+                "--feature-gates=DisableChartDigestTracking=true,ExternalArtifact=false",
+                "--log-level=info"
+            ])
+        );
+        let mut single = args(&["--feature-gates=A=true", "--b"]);
+        merge_feature_gates(&mut single);
+        assert_eq!(single, args(&["--feature-gates=A=true", "--b"]));
     }
 }

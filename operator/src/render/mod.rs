@@ -5,13 +5,18 @@
 //! labels and annotations, images from the bundle's catalog (pinned by digest), image pull
 //! secrets, the cluster domain in service addresses, multitenancy lockdown flags, network
 //! policies, source-controller's storage claim, the sync source and Kustomization (generated
-//! from templates a bundle can override), and the revision. Profiles, workload identity,
-//! sharding and user patches build on this.
-//! Profiles (size, cluster type, workload identity) are in [`profiles`].
+//! from templates a bundle can override), the `kubernetes.io/os: linux` node selector, the
+//! `ExternalArtifact` gate of source-watcher's consumers, and the revision. Profiles, workload
+//! identity, sharding and user patches build on this.
+//! Profiles (size, cluster type, workload identity) are in [`profiles`]; the names of the
+//! release's RBAC objects in [`rbac`]; the Flux Operator's kinds in notification-controller's
+//! CRDs in [`operator_kinds`].
 
 pub mod args;
+pub mod operator_kinds;
 pub mod patches;
 pub mod profiles;
+pub mod rbac;
 pub mod sharding;
 pub mod templates;
 
@@ -92,6 +97,12 @@ const CLUSTER_SCOPED: [&str; 5] = [
     "ClusterRoleBinding",
     "PriorityClass",
 ];
+
+/// The node label of the operating system; Flux's controllers run on `linux` nodes.
+const NODE_OS_LABEL: &str = "kubernetes.io/os";
+
+/// Controllers that apply source-watcher's ExternalArtifacts once their gate is on.
+const EXTERNAL_ARTIFACT_CONSUMERS: [&str; 2] = ["kustomize-controller", "helm-controller"];
 
 /// The namespace upstream manifests are written for.
 const UPSTREAM_NAMESPACE: &str = "flux-system";
@@ -328,7 +339,12 @@ pub fn render_release(
     for component in &components {
         objects.extend(manifest(component.name())?);
     }
-    objects.extend(manifest("rbac")?);
+    let mut release_rbac = manifest("rbac")?;
+    rbac::name_for_namespace(&mut release_rbac, namespace);
+    objects.extend(release_rbac);
+    if components.contains(&Component::NotificationController) {
+        operator_kinds::accept(&mut objects, namespace);
+    }
     if cluster.network_policy() {
         objects.extend(manifest("policies")?);
     }
@@ -353,9 +369,13 @@ pub fn render_release(
         (label::OWNER_NAMESPACE, namespace),
     ];
     let events_received = components.contains(&Component::NotificationController);
+    let external_artifacts = components.contains(&Component::SourceWatcher);
     let flux_apply_opt_out = [
         (annotation::KUSTOMIZE_SSA, annotation::KUSTOMIZE_SSA_IGNORE),
-        (annotation::KUSTOMIZE_PRUNE, annotation::DISABLED_VALUE),
+        (
+            annotation::KUSTOMIZE_PRUNE,
+            annotation::KUSTOMIZE_PRUNE_DISABLED,
+        ),
     ];
     let common = spec.common_metadata.clone();
     let mut images = Vec::new();
@@ -415,6 +435,12 @@ pub fn render_release(
                 .unwrap_or_default()
                 .to_string();
             let pod = &mut object["spec"]["template"]["spec"];
+            // Flux's images are Linux images: keep the pods off other nodes, as `flux install`
+            // does. Merged, so a user's JSON6902 `replace` of the whole selector finds it.
+            merge_strings(
+                &mut pod["nodeSelector"],
+                [(NODE_OS_LABEL.to_string(), "linux".to_string())],
+            );
             if let Some(secret) = spec
                 .distribution
                 .image_pull_secret
@@ -459,6 +485,11 @@ pub fn render_release(
                             args::set(list, flag, &value);
                         }
                     }
+                    // source-watcher's ExternalArtifacts are applied only by controllers with
+                    // the gate on.
+                    if external_artifacts && EXTERNAL_ARTIFACT_CONSUMERS.contains(&name.as_str()) {
+                        args::set_feature_gate(list, "ExternalArtifact", true);
+                    }
                 });
             }
         }
@@ -466,7 +497,7 @@ pub fn render_release(
 
     profiles::apply(&mut objects, &cluster);
     if let Some(sharding) = spec.sharding.as_ref().filter(|s| !s.shards.is_empty()) {
-        sharding::apply(&mut objects, sharding, namespace, cluster.domain())?;
+        sharding::apply(&mut objects, sharding, namespace, cluster.domain(), version)?;
     }
     // The user's patches come last, so they can change anything fluxop rendered...
     if let Some(patches) = spec.kustomize.as_ref().and_then(|k| k.patches.as_ref()) {
@@ -481,6 +512,19 @@ pub fn render_release(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        // A patch that appends its own `--feature-gates` joins fluxop's flag: one flag, the
+        // user's gates kept (and winning), as the controller would read the two.
+        if kind(object) == "Deployment" {
+            for container in object["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if container.get("args").is_some() {
+                    args::edit_container(container, args::merge_feature_gates);
+                }
+            }
+        }
     }
 
     // In apply order (the applier's rule), so that the revision digest is canonical; an

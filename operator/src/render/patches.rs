@@ -1,7 +1,8 @@
 //! `spec.kustomize.patches`, applied last: strategic-merge patches (with the merge keys of the
 //! built-in kinds and the `$patch: delete|replace` directives) and JSON6902 patches, each on
 //! the objects its target selects. A patch that selects nothing, does not parse, or would move
-//! an object to another namespace or rename it is an error naming the patch.
+//! an object to another namespace or rename it is an error naming the patch; one that is blank
+//! or only comments is skipped.
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -107,11 +108,14 @@ fn selector_matches(requirements: &[Requirement], values: &Map<String, Value>) -
     })
 }
 
-/// A compiled target: every set field must match.
+/// A compiled target: every set field must match. As in kustomize, `group`, `version`,
+/// `kind`, `name` and `namespace` are whole-string regular expressions (`kind:
+/// (GitRepository|OCIRepository)`), an empty one matches anything; the label and annotation
+/// selectors are Kubernetes label selectors.
 struct Target {
-    group: Option<String>,
-    version: Option<String>,
-    kind: Option<String>,
+    group: Option<Regex>,
+    version: Option<Regex>,
+    kind: Option<Regex>,
     name: Option<Regex>,
     namespace: Option<Regex>,
     labels: Vec<Requirement>,
@@ -120,7 +124,6 @@ struct Target {
 
 impl Target {
     fn compile(selector: &PatchSelector) -> Result<Self, String> {
-        // kustomize matches names and namespaces as whole-string regular expressions.
         let regex = |pattern: &Option<String>, what: &str| -> Result<Option<Regex>, String> {
             pattern
                 .as_deref()
@@ -139,11 +142,10 @@ impl Target {
                 .transpose()
                 .map(Option::unwrap_or_default)
         };
-        let nonempty = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
         Ok(Self {
-            group: selector.group.clone(),
-            version: nonempty(&selector.version),
-            kind: nonempty(&selector.kind),
+            group: regex(&selector.group, "group")?,
+            version: regex(&selector.version, "version")?,
+            kind: regex(&selector.kind, "kind")?,
             name: regex(&selector.name, "name")?,
             namespace: regex(&selector.namespace, "namespace")?,
             labels: selector_of(&selector.label_selector, "labelSelector")?,
@@ -159,9 +161,11 @@ impl Target {
         let annotations = object["metadata"]["annotations"]
             .as_object()
             .unwrap_or(&empty);
-        self.group.as_deref().is_none_or(|g| g == group)
-            && self.version.as_deref().is_none_or(|v| v == version)
-            && self.kind.as_deref().is_none_or(|k| object["kind"] == k)
+        let matches =
+            |regex: &Option<Regex>, value: &str| regex.as_ref().is_none_or(|r| r.is_match(value));
+        matches(&self.group, group)
+            && matches(&self.version, version)
+            && matches(&self.kind, object["kind"].as_str().unwrap_or_default())
             && self
                 .name
                 .as_ref()
@@ -288,9 +292,21 @@ fn merge_list(existing: &mut Vec<Value>, items: &[Value], merge_key: &str, path:
     }
 }
 
+/// Is `text` without any YAML content: blank, or comments only?
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'))
+}
+
 /// Applies the patches in order.
 pub fn apply(objects: &mut Vec<Value>, patches: &[Patch]) -> Result<(), Error> {
     for (index, patch) in patches.iter().enumerate() {
+        // A patch with nothing in it (a placeholder, or one commented out) changes nothing,
+        // so it is no reason to refuse the whole instance.
+        if is_blank(&patch.patch) {
+            continue;
+        }
         let invalid = |reason: String| Error::Invalid { index, reason };
         let document: Value =
             serde_saphyr::from_str(&patch.patch).map_err(|e| invalid(format!("not YAML: {e}")))?;

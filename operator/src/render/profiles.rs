@@ -1,6 +1,7 @@
 //! Profiles applied to the rendered controllers: the cluster type, the size, and workload
-//! identity. Each edits container args by flag name and merges feature gates, so they keep
-//! working when a release reorders or adds flags.
+//! identity. Every controller's pods may be evicted by the cluster autoscaler, sized or not
+//! (the incumbent's default profile does the same). Each edits container args by flag name
+//! and merges feature gates, so they keep working when a release reorders or adds flags.
 //!
 //! Cluster types: `openshift` drops the fixed pod security settings (OpenShift assigns user
 //! and seccomp profiles through its security context constraints) and the namespace's
@@ -81,27 +82,8 @@ fn manager(pod: &mut Value) -> Option<&mut Value> {
     containers.get_mut(index)
 }
 
-/// Sets one gate in `--feature-gates=A=true,B=false`, keeping the others.
-fn set_feature_gate(list: &mut Vec<String>, gate: &str, enabled: bool) {
-    let mut gates: Vec<(String, String)> = match args::get(list, "--feature-gates") {
-        Some(Some(value)) => value
-            .split(',')
-            .filter_map(|g| {
-                g.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    gates.retain(|(k, _)| k != gate);
-    gates.push((gate.to_string(), enabled.to_string()));
-    let value = gates
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    args::set(list, "--feature-gates", &value);
-}
+/// The cluster autoscaler's pod annotation that allows evicting a pod to scale a node down.
+const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
 
 /// Controllers that understand object-level workload identity.
 const IDENTITY_AWARE: [&str; 5] = [
@@ -153,13 +135,15 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                     .unwrap_or_default()
                     .to_string();
                 let is = |c: Component| name == c.name();
+                // The controllers keep no state a restart loses, so the cluster autoscaler may
+                // evict them to scale a node down, whatever the size (the incumbent's default).
+                object["spec"]["template"]["metadata"]["annotations"][SAFE_TO_EVICT] =
+                    json!("true");
                 let applier = is(Component::KustomizeController) || is(Component::HelmController);
                 if let Some(size) = cluster.size {
                     let profile = size_profile(size);
                     object["metadata"]["annotations"]["fluxcd.controlplane.io/profile"] =
                         json!(size_name(size));
-                    object["spec"]["template"]["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] =
-                        json!("true");
                     let sized = size == Size::Small || applier || is(Component::SourceController);
                     if let Some(container) = manager(&mut object["spec"]["template"]["spec"]) {
                         if sized {
@@ -205,7 +189,7 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                     && IDENTITY_AWARE.contains(&name.as_str())
                 {
                     args::edit_container(container, |list| {
-                        set_feature_gate(list, "ObjectLevelWorkloadIdentity", true)
+                        args::set_feature_gate(list, "ObjectLevelWorkloadIdentity", true)
                     });
                 }
                 if cluster.multitenant_workload_identity.unwrap_or(false) {
@@ -243,25 +227,5 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
             }
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn feature_gates_are_merged_not_replaced() {
-        let mut list = vec![
-            "--feature-gates=CacheSecretsAndConfigMaps=true".to_string(),
-            "--log-level=info".into(),
-        ];
-        set_feature_gate(&mut list, "ObjectLevelWorkloadIdentity", true);
-        set_feature_gate(&mut list, "CacheSecretsAndConfigMaps", false);
-        assert_eq!(
-            list[0],
-            "--feature-gates=ObjectLevelWorkloadIdentity=true,CacheSecretsAndConfigMaps=false"
-        );
-        assert_eq!(list.len(), 2);
     }
 }

@@ -1,12 +1,15 @@
 //! `spec.sharding`: one more set of the shardable controllers per shard. Each shard's copy is
 //! named `<controller>-<shard>`, selects its own pods (`app: <controller>-<shard>`) and
 //! reconciles only Flux objects labelled `<key>=<shard>`; the main controllers exclude every
-//! labelled object (`!<key>`). A source-controller shard serves artifacts from its own
-//! Service, and with `storage: persistent` from its own claim. Flux controllers derive their
+//! labelled object (`!<key>`). From Flux 2.9 source-watcher is sharded too (earlier releases
+//! cannot narrow it by label, as with the incumbent). A source-controller or source-watcher
+//! shard serves artifacts from its own Service and address; a source-controller shard with
+//! `storage: persistent` from its own claim. Flux controllers derive their
 //! leader-election lease from the label selector, so shards never compete for one lease.
 //! Pure; runs after profiles (shards inherit sizes) and before the user's patches (which can
 //! target shards by name).
 
+use semver::Version;
 use serde_json::{Value, json};
 
 use super::{Error, args};
@@ -15,13 +18,22 @@ use crate::api::{Component, Sharding, ShardingStorage};
 /// The label key when `spec.sharding.key` is empty.
 pub const DEFAULT_KEY: &str = "sharding.fluxcd.io/key";
 
-const SHARDABLE: [Component; 5] = [
+const SHARDABLE: [Component; 6] = [
     Component::SourceController,
     Component::KustomizeController,
     Component::HelmController,
     Component::ImageReflectorController,
     Component::ImageAutomationController,
+    Component::SourceWatcher,
 ];
+
+/// Is `component` sharded in Flux `version`? source-watcher only from 2.9.
+fn shardable(component: Component, version: &Version) -> bool {
+    component != Component::SourceWatcher || *version >= Version::new(2, 9, 0)
+}
+
+/// Controllers that serve artifacts at their own Service (`--storage-adv-addr`).
+const ARTIFACT_SERVERS: [Component; 2] = [Component::SourceController, Component::SourceWatcher];
 
 /// Is `name` usable as a shard name (a DNS label short enough for `<controller>-<name>`)?
 fn valid_shard(name: &str) -> bool {
@@ -78,6 +90,7 @@ pub fn apply(
     sharding: &Sharding,
     namespace: &str,
     domain: &str,
+    version: &Version,
 ) -> Result<(), Error> {
     let key = sharding
         .key
@@ -95,7 +108,7 @@ pub fn apply(
     }
     let persistent = sharding.storage == Some(ShardingStorage::Persistent);
     let mut added = Vec::new();
-    for component in SHARDABLE {
+    for component in SHARDABLE.into_iter().filter(|c| shardable(*c, version)) {
         let controller = component.name();
         let Some(position) = objects.iter().position(|o| is(o, "Deployment", controller)) else {
             continue;
@@ -112,8 +125,8 @@ pub fn apply(
                 "--watch-label-selector",
                 &format!("{key} in ({shard})"),
             );
-            if component == Component::SourceController {
-                let name = format!("{controller}-{shard}");
+            let name = format!("{controller}-{shard}");
+            if ARTIFACT_SERVERS.contains(&component) {
                 set_flag(
                     &mut deployment,
                     "--storage-adv-addr",
@@ -125,6 +138,8 @@ pub fn apply(
                     service["spec"]["selector"] = json!({ "app": name });
                     added.push(service);
                 }
+            }
+            if component == Component::SourceController {
                 let claim = objects
                     .iter()
                     .find(|o| is(o, "PersistentVolumeClaim", controller));

@@ -1,5 +1,5 @@
 use semver::Version;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::{api::FluxInstanceSpec, testing::vendored_bundle};
@@ -298,7 +298,7 @@ fn flux_own_apply_and_prune_leave_every_rendered_object_alone() {
             "{object}"
         );
         assert_eq!(
-            annotations["kustomize.toolkit.fluxcd.io/prune"], "disabled",
+            annotations["kustomize.toolkit.fluxcd.io/prune"], "Disabled",
             "{object}"
         );
     }
@@ -742,10 +742,14 @@ fn strategic_merge_patches_merge_lists_by_their_keys() {
                 .all(|m| m["mountPath"] != "/tmp")
         );
     }
-    assert!(
-        deployment(&rendered, "source-controller")["spec"]["template"]["spec"]
-            .get("nodeSelector")
-            .is_none()
+    assert_eq!(
+        deployment(&rendered, "kustomize-controller")["spec"]["template"]["spec"]["nodeSelector"],
+        json!({ "kubernetes.io/os": "linux", "role": "flux" }),
+        "merged with the rendered selector"
+    );
+    assert_eq!(
+        deployment(&rendered, "source-controller")["spec"]["template"]["spec"]["nodeSelector"],
+        json!({ "kubernetes.io/os": "linux" })
     );
 }
 
@@ -1069,4 +1073,385 @@ fn flag_edits_survive_a_release_that_reorders_the_controllers_args() {
             );
         }
     }
+}
+
+fn deployments(rendered: &Rendered) -> impl Iterator<Item = &Value> {
+    rendered
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+}
+
+#[test]
+fn every_controller_runs_on_linux_nodes_and_a_documented_selector_replace_works() {
+    let bundle = vendored_bundle();
+    for version in versions() {
+        let rendered = render("flux-system", &spec(DEFAULT), &bundle, &version).unwrap();
+        for deployment in deployments(&rendered) {
+            assert_eq!(
+                deployment["spec"]["template"]["spec"]["nodeSelector"],
+                json!({ "kubernetes.io/os": "linux" }),
+                "v{version}: {}",
+                deployment["metadata"]["name"]
+            );
+        }
+    }
+    // The incumbent's documented patch replaces the selector, which must exist for that.
+    let replaced = patched(
+        "    - target: {kind: Deployment}\n      patch: |\n        \
+         - {op: replace, path: /spec/template/spec/nodeSelector, value: {kubernetes.io/os: linux, pool: flux}}\n",
+    )
+    .unwrap();
+    for deployment in deployments(&replaced) {
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["nodeSelector"],
+            json!({ "kubernetes.io/os": "linux", "pool": "flux" })
+        );
+    }
+}
+
+/// The kinds and names of the objects of `rbac.yaml`, as `flux install` names them in
+/// `namespace` (kustomize's `nameSuffix: -<namespace>`).
+fn flux_install_rbac(version: &Version, namespace: &str) -> Vec<(String, String)> {
+    let release = Release::parse(&vendored_bundle(), version).unwrap();
+    let mut names: Vec<(String, String)> = release.manifests["rbac"]
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                format!("{}-{namespace}", o["metadata"]["name"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn rbac_objects_are_named_after_the_namespace_as_flux_install_names_them() {
+    let bundle = vendored_bundle();
+    for version in versions() {
+        for namespace in ["flux-system", "gitops"] {
+            let rendered = render(namespace, &spec(DEFAULT), &bundle, &version).unwrap();
+            let rbac_kinds = ["ResourceQuota", "ClusterRole", "ClusterRoleBinding"];
+            let mut rendered_rbac: Vec<(String, String)> = rendered
+                .objects
+                .iter()
+                .filter(|o| rbac_kinds.iter().any(|k| o["kind"] == *k))
+                .map(|o| {
+                    (
+                        o["kind"].as_str().unwrap().to_string(),
+                        o["metadata"]["name"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            rendered_rbac.sort();
+            // Adopting a `flux install` cluster applies to these very objects: one set stays.
+            assert_eq!(
+                rendered_rbac,
+                flux_install_rbac(&version, namespace),
+                "v{version}"
+            );
+            let named = |kind: &str, name: &str| {
+                rendered
+                    .objects
+                    .iter()
+                    .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                    .unwrap_or_else(|| panic!("v{version}: no {kind} {name}"))
+            };
+            for name in ["crd-controller", "flux-edit", "flux-view"] {
+                named("ClusterRole", &format!("{name}-{namespace}"));
+            }
+            named("ResourceQuota", &format!("critical-pods-{namespace}"));
+            let binding = named("ClusterRoleBinding", &format!("crd-controller-{namespace}"));
+            assert_eq!(
+                binding["roleRef"]["name"],
+                format!("crd-controller-{namespace}")
+            );
+            assert!(
+                binding["subjects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|s| s["namespace"] == namespace)
+            );
+            let reconciler = named(
+                "ClusterRoleBinding",
+                &format!("cluster-reconciler-{namespace}"),
+            );
+            assert_eq!(
+                reconciler["roleRef"]["name"], "cluster-admin",
+                "a role the release does not define keeps its name"
+            );
+            assert_eq!(
+                named("ClusterRole", &format!("flux-view-{namespace}"))["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+                "true",
+                "aggregation is by label"
+            );
+        }
+    }
+}
+
+fn synced_with_patches(patches: &str) -> Result<Rendered, Error> {
+    let yaml = format!(
+        "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\n\
+         sync: {{kind: GitRepository, url: 'https://git/x', ref: refs/heads/main, path: clusters/a}}\n\
+         kustomize:\n  patches:\n{patches}"
+    );
+    render(
+        "flux-system",
+        &spec(&yaml),
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+}
+
+#[test]
+fn patch_targets_are_anchored_regular_expressions_in_every_field() {
+    let rendered = synced_with_patches(
+        r#"    - target: {kind: (GitRepository|OCIRepository)}
+      patch: '[{op: add, path: /metadata/labels/picked, value: "kind"}]'
+    - target: {group: 'app.*', version: 'v.', kind: 'Deploy.*|Service', name: 'source-.*'}
+      patch: '[{op: add, path: /metadata/labels/picked, value: "all"}]'
+"#,
+    )
+    .unwrap();
+    let picked = |kind: &str, name: &str| {
+        rendered
+            .objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))["metadata"]["labels"]["picked"]
+            .clone()
+    };
+    assert_eq!(picked("GitRepository", "flux-system"), "kind");
+    assert_eq!(picked("Kustomization", "flux-system"), Value::Null);
+    assert_eq!(picked("Deployment", "source-controller"), "all");
+    assert_eq!(
+        picked("Service", "source-controller"),
+        Value::Null,
+        "core group: 'app.*' does not match \"\""
+    );
+    assert_eq!(picked("Deployment", "kustomize-controller"), Value::Null);
+
+    // Anchored: a prefix of a kind is not the kind.
+    let prefix = synced_with_patches(
+        "    - target: {kind: GitRepo}\n      patch: '[{op: remove, path: /spec}]'\n",
+    );
+    assert!(
+        prefix
+            .unwrap_err()
+            .to_string()
+            .starts_with("kustomize.patches[0] matches no rendered object")
+    );
+    let bad = synced_with_patches("    - target: {kind: '(Git'}\n      patch: '[]'\n");
+    assert!(bad.unwrap_err().to_string().contains("target.kind"));
+}
+
+#[test]
+fn blank_and_comment_only_patches_are_skipped() {
+    let plain = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &vendored_bundle(),
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let skipped = patched(
+        "    - target: {kind: Deployment}\n      patch: ''\n    \
+         - target: {kind: Deployment}\n      patch: |\n        # - {op: remove, path: /spec}\n\n        # nothing yet\n",
+    )
+    .unwrap();
+    assert_eq!(skipped.revision, plain.revision);
+}
+
+fn feature_gates(rendered: &Rendered, name: &str) -> Vec<String> {
+    container_args(rendered, name)
+        .into_iter()
+        .filter(|a| a.starts_with("--feature-gates"))
+        .collect()
+}
+
+#[test]
+fn source_watcher_turns_on_the_external_artifact_gate_of_kustomize_and_helm_controllers() {
+    let bundle = vendored_bundle();
+    let with_watcher = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\n\
+         components: [source-controller, kustomize-controller, helm-controller, notification-controller, source-watcher]\n\
+         cluster: {objectLevelWorkloadIdentity: true}\n\
+         kustomize:\n  patches:\n  \
+         - target: {kind: Deployment, name: helm-controller}\n    \
+           patch: '[{op: add, path: /spec/template/spec/containers/0/args/-, value: --feature-gates=DisableChartDigestTracking=true}]'\n",
+    );
+    for version in versions()
+        .into_iter()
+        .filter(|v| *v >= Version::new(2, 7, 0))
+    {
+        let rendered = render("flux-system", &with_watcher, &bundle, &version).unwrap();
+        assert_eq!(
+            feature_gates(&rendered, "kustomize-controller"),
+            ["--feature-gates=ExternalArtifact=true,ObjectLevelWorkloadIdentity=true"],
+            "v{version}"
+        );
+        assert_eq!(
+            feature_gates(&rendered, "helm-controller"),
+            ["--feature-gates=ExternalArtifact=true,DisableChartDigestTracking=true"],
+            "v{version}: the user's gate joins fluxop's flag"
+        );
+        assert!(
+            !feature_gates(&rendered, "source-controller")
+                .iter()
+                .any(|g| g.contains("ExternalArtifact")),
+            "v{version}"
+        );
+    }
+    let without = render(
+        "flux-system",
+        &spec(DEFAULT),
+        &bundle,
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    for name in ["kustomize-controller", "helm-controller"] {
+        assert!(feature_gates(&without, name).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn from_flux_2_9_source_watcher_is_sharded_like_the_other_controllers() {
+    let sharded = spec(
+        "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\n\
+         components: [source-controller, kustomize-controller, source-watcher]\n\
+         sharding: {shards: [a]}",
+    );
+    for version in versions()
+        .into_iter()
+        .filter(|v| *v >= Version::new(2, 7, 0))
+    {
+        let rendered = render("flux-system", &sharded, &vendored_bundle(), &version).unwrap();
+        let main = args_of(deployment(&rendered, "source-watcher"));
+        let shard = rendered
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "source-watcher-a");
+        if version < Version::new(2, 9, 0) {
+            assert!(shard.is_none(), "v{version}");
+            assert!(
+                !main.iter().any(|a| a.starts_with("--watch-label-selector")),
+                "v{version}: {main:?}"
+            );
+            continue;
+        }
+        assert!(main.contains(&"--watch-label-selector=!sharding.fluxcd.io/key".to_string()));
+        let shard = shard.expect("source-watcher-a");
+        let args = args_of(shard);
+        assert!(args.contains(&"--watch-label-selector=sharding.fluxcd.io/key in (a)".to_string()));
+        assert!(args.contains(
+            &"--storage-adv-addr=source-watcher-a.flux-system.svc.cluster.local.".to_string()
+        ));
+        assert_eq!(
+            shard["spec"]["selector"]["matchLabels"]["app"],
+            "source-watcher-a"
+        );
+        let service = rendered
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "source-watcher-a")
+            .expect("the shard's Service");
+        assert_eq!(service["spec"]["selector"]["app"], "source-watcher-a");
+        assert_eq!(
+            identities(&rendered.objects).len(),
+            rendered.objects.len(),
+            "v{version}: duplicates"
+        );
+    }
+}
+
+#[test]
+fn every_controller_may_be_evicted_by_the_cluster_autoscaler_whatever_the_size() {
+    let bundle = vendored_bundle();
+    for text in [
+        DEFAULT.to_string(),
+        format!("{DEFAULT}\ncluster: {{size: small}}"),
+        format!("{DEFAULT}\nsharding: {{shards: [a]}}"),
+    ] {
+        let rendered =
+            render("flux-system", &spec(&text), &bundle, &Version::new(2, 9, 4)).unwrap();
+        for deployment in deployments(&rendered) {
+            assert_eq!(
+                deployment["spec"]["template"]["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+                "true",
+                "{text}: {}",
+                deployment["metadata"]["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn alerts_and_receivers_accept_the_flux_operator_kinds() {
+    let bundle = vendored_bundle();
+    for version in versions() {
+        let rendered = render("flux-system", &spec(DEFAULT), &bundle, &version).unwrap();
+        for (crd, field) in [
+            ("alerts.notification.toolkit.fluxcd.io", "eventSources"),
+            ("receivers.notification.toolkit.fluxcd.io", "resources"),
+        ] {
+            let crd = rendered
+                .objects
+                .iter()
+                .find(|o| o["metadata"]["name"] == crd)
+                .unwrap();
+            let pointer = format!(
+                "/schema/openAPIV3Schema/properties/spec/properties/{field}/items/properties/kind/enum"
+            );
+            for served in crd["spec"]["versions"].as_array().unwrap() {
+                let kinds = served.pointer(&pointer).unwrap().as_array().unwrap();
+                for kind in [
+                    "FluxInstance",
+                    "ResourceSet",
+                    "ResourceSetInputProvider",
+                    "Kustomization",
+                ] {
+                    assert_eq!(
+                        kinds.iter().filter(|k| *k == kind).count(),
+                        1,
+                        "v{version} {} {}: {kind}",
+                        crd["metadata"]["name"],
+                        served["name"]
+                    );
+                }
+            }
+        }
+        let role = rendered
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ClusterRole" && o["metadata"]["name"] == "crd-controller-flux-system"
+            })
+            .unwrap();
+        assert!(
+            role["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["apiGroups"] == json!(["fluxcd.controlplane.io"]))
+        );
+    }
+    // Without notification-controller nothing receives their events: the role stays upstream's.
+    let quiet = render(
+        "flux-system",
+        &spec("distribution: {version: '2.x', registry: ghcr.io/fluxcd}\ncomponents: [source-controller, kustomize-controller]"),
+        &bundle,
+        &Version::new(2, 9, 4),
+    )
+    .unwrap();
+    let role = quiet
+        .objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ClusterRole" && o["metadata"]["name"] == "crd-controller-flux-system"
+        })
+        .unwrap();
+    assert!(!role["rules"].to_string().contains("fluxcd.controlplane.io"));
 }

@@ -82,6 +82,9 @@ pub struct Context {
     pub instances: std::sync::OnceLock<Store<FluxInstance>>,
     /// Notified after a reconcile changed something, so the FluxReport follows at once.
     pub report_requested: Arc<tokio::sync::Notify>,
+    /// Counts the changes the drift watches saw to objects fluxop installed; a health wait
+    /// that sees it move reads everything again (see [`super::drift`]).
+    pub drift_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Context {
@@ -189,7 +192,11 @@ async fn converge_objects(
     rendered: &Rendered,
     previous: Option<&ResourceInventory>,
 ) -> Result<Converged, Stop> {
-    let canceled = || ctx.newer_request(instance);
+    let canceled = || {
+        ctx.newer_request(instance)
+            .then(|| "a newer reconcile request came in".to_string())
+    };
+    let drift_epoch = || ctx.drift_epoch.load(std::sync::atomic::Ordering::Relaxed);
     let plan = lifecycle::Plan {
         instance,
         objects: &rendered.objects,
@@ -198,6 +205,7 @@ async fn converge_objects(
             .reconcile_timeout()
             .unwrap_or(FluxInstance::DEFAULT_RECONCILE_TIMEOUT),
         canceled: &canceled,
+        drift_epoch: &drift_epoch,
         new_revision: instance
             .status
             .as_ref()
@@ -260,7 +268,7 @@ async fn converge_held(
             report,
             unhealthy: Some(why),
         },
-        Ok(Converged::Canceled(_)) => Outcome::Canceled { attempted },
+        Ok(Converged::Canceled { why, .. }) => Outcome::Canceled { attempted, why },
         Err(stop) => Outcome::Failed {
             failure: stop_failure(stop),
             attempted: Some(attempted),
@@ -296,9 +304,10 @@ async fn converge_new(
                 report,
             };
         }
-        Ok(Converged::Canceled(_)) => {
+        Ok(Converged::Canceled { why, .. }) => {
             return Outcome::Canceled {
                 attempted: rendered.revision,
+                why,
             };
         }
         Ok(Converged::Unhealthy { report, why }) => (report, why),
@@ -356,8 +365,9 @@ async fn converge_new(
             "{} did not become healthy: {why}; the rollback to {} is not healthy either: {again}",
             rendered.revision, restored.revision
         )),
-        Ok(Converged::Canceled(_)) => Outcome::Canceled {
+        Ok(Converged::Canceled { why, .. }) => Outcome::Canceled {
             attempted: rendered.revision.clone(),
+            why,
         },
         Err(stop) => unhealthy(format!(
             "{} did not become healthy: {why}; the rollback to {} failed: {}",

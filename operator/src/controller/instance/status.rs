@@ -100,9 +100,11 @@ pub(super) enum Outcome {
         attempted: Option<String>,
         inventory: Option<ResourceInventory>,
     },
-    /// A newer reconcile request interrupted the health checks.
+    /// The health checks stopped early: a newer reconcile request, or drift of an object
+    /// just applied (`why` says which).
     Canceled {
         attempted: String,
+        why: String,
     },
     Applied {
         installed: Installed,
@@ -374,9 +376,8 @@ pub(super) fn next_status(
                 status.inventory = Some(inventory.clone());
             }
         }
-        Outcome::Canceled { attempted } => {
-            let message =
-                format!("Health checks of {attempted} canceled by a newer reconcile request");
+        Outcome::Canceled { attempted, why } => {
+            let message = format!("Health checks of {attempted} canceled: {why}");
             set(
                 condition::READY,
                 "Unknown",
@@ -392,19 +393,20 @@ pub(super) fn next_status(
             status.last_attempted_revision = Some(attempted.clone());
         }
         Outcome::Applied { installed, report } => {
+            // The revision has a column of its own (`kubectl get fluxinstance`): the
+            // message, shown as STATUS, names only the version.
             let message = if instance.spec.wait() {
-                format!(
-                    "Flux v{} is installed and healthy (revision {})",
-                    installed.version, installed.revision
-                )
+                format!("Flux v{} is installed and healthy", installed.version)
             } else {
                 format!(
-                    "Flux v{} is applied (revision {}); health checks are off (spec.wait: false)",
-                    installed.version, installed.revision
+                    "Flux v{} is applied; health checks are off (spec.wait: false)",
+                    installed.version
                 )
             };
-            let was_ready = condition(&status_of(instance), condition::READY)
-                .is_some_and(|c| c.status == "True" && c.message == message);
+            let before = status_of(instance);
+            let was_ready = condition(&before, condition::READY)
+                .is_some_and(|c| c.status == "True" && c.message == message)
+                && before.last_applied_revision.as_deref() == Some(installed.revision.as_str());
             set(
                 condition::READY,
                 "True",
@@ -680,9 +682,9 @@ pub(super) fn events(
         Outcome::Failed { failure, .. } if status_changed => {
             events.push(warning(failure.reason, failure.message.clone()));
         }
-        Outcome::Canceled { attempted } if status_changed => events.push(normal(
+        Outcome::Canceled { attempted, why } if status_changed => events.push(normal(
             reason::HEALTH_CHECK_CANCELED,
-            format!("health checks of {attempted} canceled by a newer request"),
+            format!("health checks of {attempted} canceled: {why}"),
         )),
         Outcome::Disabled if status_changed => events.push(normal(
             reason::RECONCILIATION_DISABLED,

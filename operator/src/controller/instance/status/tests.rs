@@ -64,6 +64,7 @@ fn applied(version: &str, digest: &str, changes: usize) -> Outcome {
             },
             action: apply::Action::Created,
             live: None,
+            stored: Default::default(),
         })
         .collect();
     Outcome::Applied {
@@ -244,6 +245,7 @@ fn a_rollback_is_stalled_keeps_the_restored_revision_and_names_the_attempt() {
 fn a_canceled_health_check_is_reconciling_with_its_reason() {
     let outcome = Outcome::Canceled {
         attempted: "v2.9.4@sha256:x".into(),
+        why: "Deployment/flux-system/kustomize-controller was deleted meanwhile".into(),
     };
     let status = next_status(
         &instance(None),
@@ -256,6 +258,12 @@ fn a_canceled_health_check_is_reconciling_with_its_reason() {
         "HealthCheckCanceled"
     );
     assert_eq!(condition(&status, "Reconciling").unwrap().status, "True");
+    assert!(
+        condition(&status, "Ready")
+            .unwrap()
+            .message
+            .ends_with("canceled: Deployment/flux-system/kustomize-controller was deleted meanwhile")
+    );
 }
 
 #[test]
