@@ -198,10 +198,7 @@ pub enum HealthOutcome {
 
 /// The health of an object as read (`None`: not found, so still in progress).
 fn health_of(live: Option<&Value>) -> Health {
-    live.map_or_else(
-        || Health::InProgress("not found".into()),
-        health::evaluate,
-    )
+    live.map_or_else(|| Health::InProgress("not found".into()), health::evaluate)
 }
 
 /// What [`Applier::delete`] did.

@@ -134,11 +134,8 @@ pub fn ticks(
     namespace: &str,
     epoch: Arc<AtomicU64>,
 ) -> impl Stream<Item = ()> + Send + 'static {
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        label::OWNER_NAMESPACE,
-        namespace
-    ));
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", label::OWNER_NAMESPACE, namespace));
     // The namespace itself by name: fluxop's RBAC grants it that one Namespace only.
     let own_namespace = owned.clone().fields(&format!("metadata.name={namespace}"));
     let all = || client.clone();
@@ -148,8 +145,16 @@ pub fn ticks(
             &owned,
             Changed::Generation,
         ),
-        watch(Api::<PartialObjectMeta<Namespace>>::all(all()), &own_namespace, Changed::AnyWrite),
-        watch(Api::<PartialObjectMeta<ClusterRole>>::all(all()), &owned, Changed::AnyWrite),
+        watch(
+            Api::<PartialObjectMeta<Namespace>>::all(all()),
+            &own_namespace,
+            Changed::AnyWrite,
+        ),
+        watch(
+            Api::<PartialObjectMeta<ClusterRole>>::all(all()),
+            &owned,
+            Changed::AnyWrite,
+        ),
         watch(
             Api::<PartialObjectMeta<ClusterRoleBinding>>::all(all()),
             &owned,

@@ -22,11 +22,7 @@ use kube::{
 
 pub use instance::{Context, RegistrySettings};
 
-use crate::{
-    api::FluxInstance,
-    server::Health,
-    telemetry::ReconcileLabels,
-};
+use crate::{api::FluxInstance, server::Health, telemetry::ReconcileLabels};
 
 fn error_policy(instance: Arc<FluxInstance>, error: &instance::Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(instance = %instance.name_any(), %error, "reconcile failed");

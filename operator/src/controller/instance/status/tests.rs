@@ -259,10 +259,9 @@ fn a_canceled_health_check_is_reconciling_with_its_reason() {
     );
     assert_eq!(condition(&status, "Reconciling").unwrap().status, "True");
     assert!(
-        condition(&status, "Ready")
-            .unwrap()
-            .message
-            .ends_with("canceled: Deployment/flux-system/kustomize-controller was deleted meanwhile")
+        condition(&status, "Ready").unwrap().message.ends_with(
+            "canceled: Deployment/flux-system/kustomize-controller was deleted meanwhile"
+        )
     );
 }
 
