@@ -10,6 +10,11 @@
 #     of the node's own pods as OCI layouts: pause (built with gcc from the pause.c that
 #     ships in the Kubernetes module) and CoreDNS
 #   helm (only with `hack/testbed-build.sh helm`: the Helm CLI, to test fluxop's chart)
+#   flux-operator (only with `hack/testbed-build.sh flux-operator`: the incumbent's CLI, for
+#     the conformance test of `build instance`)
+#   flux-operator-controller (only with `hack/testbed-build.sh flux-operator-controller`: the
+#     incumbent's operator, for `hack/bench.sh incumbent`; next to the bin directory, the
+#     distribution data its image carries in /data (../data) and its CRDs (../crds))
 # Prints the bin directory on its last line of stdout.
 set -euo pipefail
 
@@ -19,6 +24,7 @@ COSIGN_VERSION="${COSIGN_VERSION:-v2.6.4}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 CRANE_VERSION="${CRANE_VERSION:-v0.21.5}"
 HELM_VERSION="${HELM_VERSION:-v4.2.4}"
+FLUX_OPERATOR_VERSION="${FLUX_OPERATOR_VERSION:-v0.58.1}"
 CACHE="${FLUXOP_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fluxop-testbed}"
 BIN="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
 STAGES="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/stages"
@@ -150,9 +156,66 @@ build_helm() {
   echo "$hbin"
 }
 
+# The Flux Operator's CLI (the incumbent), built through a wrapper module: v0.58.1 requires a
+# pseudo-version of go-containerregistry's authn/kubernetes that the Go module proxy does not
+# serve, so it is replaced with one the proxy does serve.
+build_flux_operator() {
+  local fbin="$CACHE/flux-operator-$FLUX_OPERATOR_VERSION/bin"
+  local pkg=github.com/controlplaneio-fluxcd/flux-operator/cmd/cli
+  local authn=github.com/google/go-containerregistry/pkg/authn/kubernetes
+  if [ ! -x "$fbin/flux-operator" ]; then
+    local work="$CACHE/src/flux-operator-$FLUX_OPERATOR_VERSION" start; start=$(date +%s)
+    mkdir -p "$fbin" "$work"
+    printf 'module fluxop.local/flux-operator-cli\n\ngo 1.26.0\n\nreplace %s => %s %s\n' \
+      "$authn" "$authn" "${FLUX_OPERATOR_AUTHN_K8S:-v0.0.0-20260224031529-85f2bf5f7303}" > "$work/go.mod"
+    log "building flux-operator $FLUX_OPERATOR_VERSION (the incumbent's CLI)"
+    (cd "$work" && go get "$pkg@$FLUX_OPERATOR_VERSION" >&2 \
+      && go build -trimpath -ldflags "-s -w -X main.VERSION=${FLUX_OPERATOR_VERSION#v}" -o "$fbin/flux-operator" "$pkg" >&2)
+    log "flux-operator ready in $fbin ($(( $(date +%s) - start ))s)"
+  fi
+  echo "$fbin"
+}
+
+# The Flux Operator's operator (the incumbent), through a wrapper module with the same
+# replace as the CLI. Its module as the proxy serves it lacks the web UI's built assets
+# (web/dist, embedded at build time), so it is built from a copy of the module with an
+# empty page in their place (the bench runs it with the web server off), and with
+# GOFIPS140=latest as its image is (it refuses to start outside FIPS 140-3 mode). The
+# distribution data its image carries in /data (config/data) goes to ../data, its CRDs
+# (config/crd/bases) to ../crds.
+build_flux_operator_controller() {
+  local root="$CACHE/flux-operator-$FLUX_OPERATOR_VERSION"
+  local fbin="$root/bin" mod=github.com/controlplaneio-fluxcd/flux-operator
+  local authn=github.com/google/go-containerregistry/pkg/authn/kubernetes
+  if [ ! -f "$root/controller.complete" ]; then
+    local work="$CACHE/src/flux-operator-controller-$FLUX_OPERATOR_VERSION" start dir; start=$(date +%s)
+    rm -rf "$work" "$root/data" "$root/crds"
+    mkdir -p "$fbin" "$work"
+    printf 'module fluxop.local/flux-operator-controller\n\ngo 1.26.0\n\nreplace %s => %s %s\n' \
+      "$authn" "$authn" "${FLUX_OPERATOR_AUTHN_K8S:-v0.0.0-20260224031529-85f2bf5f7303}" > "$work/go.mod"
+    log "building flux-operator $FLUX_OPERATOR_VERSION (the incumbent's operator)"
+    (cd "$work" && go get "$mod/cmd/operator@$FLUX_OPERATOR_VERSION" >&2)
+    dir=$(cd "$work" && go list -m -f '{{.Dir}}' "$mod")
+    [ -d "$dir/config/data/flux" ] || { log "no config/data/flux in $dir"; exit 1; }
+    cp -r "$dir" "$work/module" && chmod -R u+w "$work/module"
+    mkdir -p "$work/module/web/dist"
+    printf '<!doctype html><title>web UI not built</title>\n' > "$work/module/web/dist/index.html"
+    (cd "$work" && go mod edit -replace "$mod=./module" \
+      && GOFIPS140=latest go build -trimpath -ldflags "-s -w -X main.VERSION=${FLUX_OPERATOR_VERSION#v}" \
+        -o "$fbin/flux-operator-controller" "$mod/cmd/operator" >&2)
+    cp -r "$dir/config/data" "$root/data" && cp -r "$dir/config/crd/bases" "$root/crds"
+    chmod -R u+w "$root/data" "$root/crds"
+    touch "$root/controller.complete"
+    log "flux-operator-controller ready in $fbin, its data in $root/data ($(( $(date +%s) - start ))s)"
+  fi
+  echo "$fbin"
+}
+
 case "${1:-}" in
   cosign) build_cosign; exit 0 ;;
   helm) build_helm; exit 0 ;;
+  flux-operator) build_flux_operator; exit 0 ;;
+  flux-operator-controller) build_flux_operator_controller; exit 0 ;;
   node) "$0" >/dev/null; build_node; exit 0 ;;
 esac
 

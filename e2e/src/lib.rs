@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod conformance;
 pub mod faults;
 pub mod fleet;
 pub mod gitops;
