@@ -9,15 +9,23 @@
 //! (from the audit log, by the operator's user) of the install and of each of five forced
 //! reconciles (`reconcile.fluxcd.io/requestedAt` until `status.lastHandledReconcileAt`
 //! matches); drift revert after `kubectl scale --replicas=0` and after `kubectl delete
-//! deployment` (capped); the process's peak and current RSS and CPU time. Run with
+//! deployment` (capped); the process's peak and current RSS and CPU time. The incumbent
+//! forwards the instance's Events to notification-controller over HTTP; off-cluster that
+//! address does not resolve, so it is pointed (`NOTIFICATION_CONTROLLER_ADDRESS`) at a local
+//! stand-in that answers at once, as the receiver in a cluster would. Run with
 //! `hack/bench.sh incumbent`; prints figures, asserts nothing.
 
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    net::SocketAddr,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -72,6 +80,42 @@ fn incumbent_dir(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("the incumbent's bin directory has a parent")
         .join(name)
+}
+
+/// Stands in for notification-controller's event receiver, which the incumbent POSTs each
+/// Event of the instance to (in a cluster, the notification-controller it installed; here
+/// no controller runs and its Service name does not resolve on this machine, so every POST
+/// would wait out the retries). Answers 202 at once, like the receiver; counts the POSTs.
+fn event_sink() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the event sink");
+    let address = listener.local_addr().expect("sink address");
+    let posts = Arc::new(AtomicU64::new(0));
+    let counter = posts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(&stream);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let header = line.trim_end().to_ascii_lowercase();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some(value) = header.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            counter.fetch_add(1, Ordering::Relaxed);
+            let _ = (&stream).write_all(
+                b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (address, posts)
 }
 
 /// An operator process on this machine; killed when dropped.
@@ -238,6 +282,8 @@ struct Figures {
     delete: Option<Duration>,
     memory_kib: Option<(u64, u64)>,
     cpu_seconds: Option<f64>,
+    /// Events POSTed to the stand-in for notification-controller.
+    posted_events: u64,
 }
 
 fn instances(client: &Client) -> Api<DynamicObject> {
@@ -338,7 +384,7 @@ async fn drift(
     None
 }
 
-fn start_operator(side: Side, cluster: &OwnCluster) -> Process {
+fn start_operator(side: Side, cluster: &OwnCluster, events: SocketAddr) -> Process {
     let kubeconfig = state_root()
         .join("clusters")
         .join(&cluster.name)
@@ -379,6 +425,10 @@ fn start_operator(side: Side, cluster: &OwnCluster) -> Process {
                     incumbent_dir("data").display()
                 ))
                 .env("RUNTIME_NAMESPACE", "flux-system")
+                .env(
+                    "NOTIFICATION_CONTROLLER_ADDRESS",
+                    format!("http://{events}/"),
+                )
                 .env("DOCKER_CONFIG", docker)
                 .env_remove("KUBERNETES_SERVICE_HOST");
             command
@@ -435,7 +485,8 @@ async fn measure(side: Side, artifact: &str) -> Figures {
     if side == Side::Incumbent {
         install_incumbent_crds(&cluster);
     }
-    let process = start_operator(side, &cluster);
+    let (events, posts) = event_sink();
+    let process = start_operator(side, &cluster, events);
     let api = instances(&client);
     let deployments = Api::<Deployment>::namespaced(client.clone(), "flux-system");
     let registry = registry_address();
@@ -511,6 +562,7 @@ async fn measure(side: Side, artifact: &str) -> Figures {
         delete,
         memory_kib: process.memory_kib(),
         cpu_seconds: process.cpu_seconds(),
+        posted_events: posts.load(Ordering::Relaxed),
     }
 }
 
@@ -654,7 +706,11 @@ fn print(fluxop: &Figures, incumbent: &Figures) {
         ),
         _ => println!("| CPU time of the operator, whole run | ? | ? | |"),
     }
-    println!();
+    println!(
+        "\nFlux Operator: {} Events POSTed to notification-controller's address (a local stand-in \
+         answering 202) during the run; fluxop: {}",
+        incumbent.posted_events, fluxop.posted_events
+    );
     for (name, f) in [("fluxop", fluxop), ("Flux Operator", incumbent)] {
         let times: Vec<String> = f.reconcile_times.iter().map(|d| seconds(*d)).collect();
         println!("{name}: forced reconciles took {}", times.join(", "));

@@ -19,21 +19,16 @@ use fluxop_e2e::{
     fluxop, registry_address, repo_root, unique_repository,
 };
 
-/// Why a difference is expected.
+/// Why a difference is expected. There is no class for "not decided yet": a difference is
+/// either fluxop's on purpose or the incumbent CLI's mistake, else fluxop's render is fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // a class may have no entry at a given time
 enum Class {
-    /// Known gap of fluxop's render, being closed: remove the entry when the fix lands.
-    Closing,
     /// fluxop differs on purpose, or the two mean the same thing in a way the normalisation
     /// does not cover.
     Deliberate,
     /// The incumbent's CLI renders something its own operator would not (checked against
     /// the incumbent's API defaults and its operator's use of the same builder).
     IncumbentCli,
-    /// Not on the known list and not decided yet: the reason says what is known (most are
-    /// gaps fluxop should close).
-    Unknown,
 }
 
 struct Expected {
@@ -52,10 +47,8 @@ const fn expect(pattern: &'static str, class: Class, reason: &'static str) -> Ex
 
 use Class::*;
 
-/// Every difference the test accepts, in one place. The classes are those of the issue:
-/// `Closing` (a known gap being closed in fluxop's render), `Deliberate` (b), `IncumbentCli`
-/// (c), `Unknown` (d: found here, not on the known list; explained in the reason, to be
-/// decided).
+/// Every difference the test accepts, in one place, each with its class and reason (the
+/// README's table lists the same rows).
 const EXPECTED: &[Expected] = &[
     // (b) deliberate or equivalent
     expect(
@@ -180,53 +173,6 @@ const EXPECTED: &[Expected] = &[
          {\"claimName\":\"source-controller-shard*\"}",
         IncumbentCli,
         "sharding.storage: persistent: the shard's own claim (see above).",
-    ),
-    // (d) found here, not on the known list
-    expect(
-        "* | ClusterRole/crd-controller-* | rules[] | <absent> -> \
-         {\"apiGroups\":[\"\"],\"resources\":[\"serviceaccounts/token\"],\
-         \"verbs\":[\"create\"]}",
-        Unknown,
-        "From Flux 2.6, with cluster.objectLevelWorkloadIdentity off, the incumbent removes \
-         the release's permission to create service account tokens from crd-controller \
-         (only object-level workload identity needs it); fluxop keeps the release's rule. \
-         Least privilege says follow the incumbent.",
-    ),
-    expect(
-        "workload-identity | Deployment/flux-system/helm-controller | \
-         spec.template.spec.containers[manager].args.--feature-gates | \
-         {\"ObjectLevelWorkloadIdentity\":true} -> <absent>",
-        Unknown,
-        "objectLevelWorkloadIdentity on Flux >= 2.7: the incumbent enables the gate on \
-         helm-controller too (helm-controller registers it: v1.6.3's features.go), fluxop \
-         only on the other five controllers, so helm-controller ignores object-level \
-         identities.",
-    ),
-    expect(
-        "* | Deployment/* | spec.template.metadata.labels.app.kubernetes.io/part-of | flux -> \
-         <absent>",
-        Unknown,
-        "Flux 2.6 manifests lack the part-of label on pod templates; the incumbent's size \
-         profiles (the default one too, the patch that also sets safe-to-evict) add it to \
-         every controller's pod template, fluxop does not. Later releases carry it.",
-    ),
-    expect(
-        "sharding-* | * | *annotations.sharding.fluxcd.io/role | shard -> <absent>",
-        Unknown,
-        "The incumbent annotates every shard copy (Deployment, its pod template, Service) \
-         with sharding.fluxcd.io/role: shard; fluxop does not. A user patch written for the \
-         incumbent that selects shards by that annotation selects nothing with fluxop.",
-    ),
-    expect(
-        "sharding-* | Deployment/flux-system/* | \
-         spec.template.spec.containers[manager].args.--watch-label-selector | *=* -> * in (*)",
-        Unknown,
-        "A shard's selector: the incumbent writes `<key>=<shard>`, fluxop `<key> in \
-         (<shard>)`. They select the same objects, but Flux names a controller's \
-         leader-election lease after a hash of the selector string \
-         (fluxcd/pkg/runtime leaderelection.GenerateID), so after fluxop takes over a \
-         cluster the incumbent sharded, old and new shard pods hold different leases and \
-         both reconcile during the rollout. Spelling it as the incumbent does avoids that.",
     ),
 ];
 

@@ -495,7 +495,7 @@ pub fn render_release(
         }
     }
 
-    profiles::apply(&mut objects, &cluster);
+    profiles::apply(&mut objects, &cluster, version);
     if let Some(sharding) = spec.sharding.as_ref().filter(|s| !s.shards.is_empty()) {
         sharding::apply(&mut objects, sharding, namespace, cluster.domain(), version)?;
     }

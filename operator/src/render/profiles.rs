@@ -113,8 +113,27 @@ pub fn check_gates(cluster: &Cluster, version: &Version) -> Result<(), Error> {
     Ok(())
 }
 
-/// Applies the profiles to every Deployment and the Namespace of `objects`.
-pub fn apply(objects: &mut [Value], cluster: &Cluster) {
+/// Whether `controller` of `version` understands object-level workload identity
+/// (helm-controller from Flux 2.7).
+fn identity_aware(controller: &str, version: &Version) -> bool {
+    IDENTITY_AWARE.contains(&controller)
+        || (controller == "helm-controller" && *version >= Version::new(2, 7, 0))
+}
+
+/// Is `rule` the release's grant to create service account tokens (for object-level
+/// workload identity only)?
+fn creates_service_account_tokens(rule: &Value) -> bool {
+    let one = |field: &str, value: &str| {
+        rule[field]
+            .as_array()
+            .is_some_and(|items| items.len() == 1 && items[0] == value)
+    };
+    one("apiGroups", "") && one("resources", "serviceaccounts/token") && one("verbs", "create")
+}
+
+/// Applies the profiles to every Deployment, the Namespace and crd-controller's ClusterRole
+/// of `objects`.
+pub fn apply(objects: &mut [Value], cluster: &Cluster, version: &Version) {
     let tenant = |value: &Option<String>| {
         value
             .clone()
@@ -129,6 +148,18 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                     labels.remove("pod-security.kubernetes.io/warn-version");
                 }
             }
+            // Least privilege: without object-level workload identity nothing needs the
+            // controllers to mint service account tokens (the incumbent drops it too).
+            Some("ClusterRole")
+                if !cluster.object_level_workload_identity.unwrap_or(false)
+                    && object["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("crd-controller")) =>
+            {
+                if let Some(rules) = object["rules"].as_array_mut() {
+                    rules.retain(|rule| !creates_service_account_tokens(rule));
+                }
+            }
             Some("Deployment") => {
                 let name = object["metadata"]["name"]
                     .as_str()
@@ -139,6 +170,10 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                 // evict them to scale a node down, whatever the size (the incumbent's default).
                 object["spec"]["template"]["metadata"]["annotations"][SAFE_TO_EVICT] =
                     json!("true");
+                // Flux 2.6's pod templates lack it; later releases carry it (so do the
+                // incumbent's pods, whatever the release).
+                object["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/part-of"] =
+                    json!("flux");
                 let applier = is(Component::KustomizeController) || is(Component::HelmController);
                 if let Some(size) = cluster.size {
                     let profile = size_profile(size);
@@ -186,7 +221,7 @@ pub fn apply(objects: &mut [Value], cluster: &Cluster) {
                     continue;
                 };
                 if cluster.object_level_workload_identity.unwrap_or(false)
-                    && IDENTITY_AWARE.contains(&name.as_str())
+                    && identity_aware(&name, version)
                 {
                     args::edit_container(container, |list| {
                         args::set_feature_gate(list, "ObjectLevelWorkloadIdentity", true)

@@ -66,11 +66,27 @@ fn set_flag(deployment: &mut Value, flag: &str, value: &str) {
     }
 }
 
+/// Annotates the metadata at `path` as a shard's (`sharding.fluxcd.io/role: shard`, as the
+/// incumbent marks them), so patches can select the shard copies by annotation.
+fn mark_shard(object: &mut Value, path: &str) {
+    if let Some(metadata) = object.pointer_mut(path).and_then(Value::as_object_mut) {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(SHARD_ROLE_ANNOTATION.into(), json!("shard"));
+        }
+    }
+}
+
+/// Marks the copies made for shards.
+pub const SHARD_ROLE_ANNOTATION: &str = "sharding.fluxcd.io/role";
+
 /// Renames a Deployment's copy for `shard` and points its pod selector at the copy's pods.
 fn shard_deployment(main: &Value, controller: &str, shard: &str) -> Value {
     let name = format!("{controller}-{shard}");
     let mut copy = main.clone();
     copy["metadata"]["name"] = json!(name);
+    mark_shard(&mut copy, "/metadata");
+    mark_shard(&mut copy, "/spec/template/metadata");
     for path in [
         "/spec/selector/matchLabels",
         "/spec/template/metadata/labels",
@@ -120,10 +136,13 @@ pub fn apply(
         );
         for shard in &shards {
             let mut deployment = shard_deployment(&objects[position], controller, shard);
+            // `key=shard`, as the incumbent writes it: Flux names a controller's leader
+            // election lease after its selector's text, so the same text keeps the lease
+            // when fluxop takes over a sharded cluster (no second set reconciling meanwhile).
             set_flag(
                 &mut deployment,
                 "--watch-label-selector",
-                &format!("{key} in ({shard})"),
+                &format!("{key}={shard}"),
             );
             let name = format!("{controller}-{shard}");
             if ARTIFACT_SERVERS.contains(&component) {
@@ -136,6 +155,7 @@ pub fn apply(
                     let mut service = service.clone();
                     service["metadata"]["name"] = json!(name);
                     service["spec"]["selector"] = json!({ "app": name });
+                    mark_shard(&mut service, "/metadata");
                     added.push(service);
                 }
             }

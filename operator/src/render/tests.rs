@@ -656,10 +656,10 @@ fn workload_identity_sets_gates_and_tenant_accounts_with_version_gates() {
         container_args(&rendered, "source-controller")
             .contains(&"--default-service-account=tenant".to_string())
     );
+    // helm-controller understands the gate from Flux 2.7.
     assert!(
-        !container_args(&rendered, "helm-controller")
-            .iter()
-            .any(|a| a.starts_with("--feature-gates"))
+        container_args(&rendered, "helm-controller")
+            .contains(&"--feature-gates=ObjectLevelWorkloadIdentity=true".to_string())
     );
     let error = render("flux-system", &identity, &bundle, &Version::new(2, 6, 4)).unwrap_err();
     assert_eq!(
@@ -909,7 +909,7 @@ fn sharding_adds_a_controller_set_per_shard_and_the_main_set_excludes_shards() {
                 );
                 let copy = deployment(&rendered, &name);
                 assert!(args_of(copy).contains(&format!(
-                    "--watch-label-selector=sharding.fluxcd.io/key in ({shard})"
+                    "--watch-label-selector=sharding.fluxcd.io/key={shard}"
                 )));
                 assert_eq!(copy["spec"]["selector"]["matchLabels"]["app"], name);
                 assert_eq!(copy["spec"]["template"]["metadata"]["labels"]["app"], name);
@@ -982,7 +982,7 @@ fn ephemeral_shards_keep_an_empty_dir_and_bad_shard_names_are_errors() {
     )
     .unwrap();
     let shard = deployment(&rendered, "source-controller-a");
-    assert!(args_of(shard).contains(&"--watch-label-selector=team in (a)".to_string()));
+    assert!(args_of(shard).contains(&"--watch-label-selector=team=a".to_string()));
     let volumes = shard["spec"]["template"]["spec"]["volumes"]
         .as_array()
         .unwrap();
@@ -1295,7 +1295,10 @@ fn source_watcher_turns_on_the_external_artifact_gate_of_kustomize_and_helm_cont
         );
         assert_eq!(
             feature_gates(&rendered, "helm-controller"),
-            ["--feature-gates=ExternalArtifact=true,DisableChartDigestTracking=true"],
+            [
+                "--feature-gates=ExternalArtifact=true,ObjectLevelWorkloadIdentity=true,\
+                 DisableChartDigestTracking=true"
+            ],
             "v{version}: the user's gate joins fluxop's flag"
         );
         assert!(
@@ -1345,7 +1348,7 @@ fn from_flux_2_9_source_watcher_is_sharded_like_the_other_controllers() {
         assert!(main.contains(&"--watch-label-selector=!sharding.fluxcd.io/key".to_string()));
         let shard = shard.expect("source-watcher-a");
         let args = args_of(shard);
-        assert!(args.contains(&"--watch-label-selector=sharding.fluxcd.io/key in (a)".to_string()));
+        assert!(args.contains(&"--watch-label-selector=sharding.fluxcd.io/key=a".to_string()));
         assert!(args.contains(
             &"--storage-adv-addr=source-watcher-a.flux-system.svc.cluster.local.".to_string()
         ));
@@ -1454,4 +1457,73 @@ fn alerts_and_receivers_accept_the_flux_operator_kinds() {
         })
         .unwrap();
     assert!(!role["rules"].to_string().contains("fluxcd.controlplane.io"));
+}
+
+#[test]
+fn crd_controller_mints_service_account_tokens_only_with_object_level_workload_identity() {
+    let bundle = vendored_bundle();
+    let token_rules = |spec_yaml: &str| {
+        let rendered = render(
+            "flux-system",
+            &spec(spec_yaml),
+            &bundle,
+            &Version::new(2, 9, 4),
+        )
+        .unwrap();
+        let role = rendered
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ClusterRole" && o["metadata"]["name"] == "crd-controller-flux-system"
+            })
+            .expect("crd-controller");
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["resources"] == serde_json::json!(["serviceaccounts/token"]))
+            .count()
+    };
+    let distribution = "distribution: {version: '2.x', registry: ghcr.io/fluxcd}\n";
+    assert_eq!(token_rules(distribution), 0);
+    assert_eq!(
+        token_rules(&format!(
+            "{distribution}cluster: {{objectLevelWorkloadIdentity: true}}\n"
+        )),
+        1
+    );
+}
+
+#[test]
+fn shard_copies_are_marked_and_select_their_shard_as_the_incumbent_spells_it() {
+    let bundle = vendored_bundle();
+    let sharded =
+        spec("distribution: {version: '2.x', registry: ghcr.io/fluxcd}\nsharding: {shards: [a]}\n");
+    let rendered = render("flux-system", &sharded, &bundle, &Version::new(2, 9, 4)).unwrap();
+    let shard = rendered
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "source-controller-a")
+        .expect("shard");
+    assert_eq!(
+        shard["metadata"]["annotations"]["sharding.fluxcd.io/role"],
+        "shard"
+    );
+    assert_eq!(
+        shard["spec"]["template"]["metadata"]["annotations"]["sharding.fluxcd.io/role"],
+        "shard"
+    );
+    let service = rendered
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "source-controller-a")
+        .expect("shard service");
+    assert_eq!(
+        service["metadata"]["annotations"]["sharding.fluxcd.io/role"],
+        "shard"
+    );
+    assert!(
+        container_args(&rendered, "source-controller-a")
+            .contains(&"--watch-label-selector=sharding.fluxcd.io/key=a".to_string())
+    );
 }
