@@ -12,6 +12,34 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         FluxReport::crd(),
         super::fleet::FluxFleet::crd(),
     ]
+    .into_iter()
+    .map(without_nullable_enums)
+    .collect()
+}
+
+/// An optional enum comes out of the schema generator as `nullable: true` with `null` among
+/// its values, and the API server then refuses `field: null` ("Unsupported value: null"),
+/// which templating tools write for an unset value. Without `nullable`, the API server drops
+/// a null before validating, as it does for the incumbent's CRDs.
+fn without_nullable_enums(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(schema: &mut serde_json::Value) {
+        match schema {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(values)) = map.get_mut("enum")
+                    && values.iter().any(serde_json::Value::is_null)
+                {
+                    values.retain(|v| !v.is_null());
+                    map.remove("nullable");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    strip(&mut value["spec"]["versions"]);
+    serde_json::from_value(value).expect("the CRD still deserializes")
 }
 
 /// File name of a CRD in `crds/`: `<group>_<plural>.yaml`, the kubebuilder convention.

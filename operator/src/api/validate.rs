@@ -78,7 +78,12 @@ pub fn flux_instance(object: &Value, old: Option<&Value>) -> Vec<Violation> {
 pub fn instance_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let crd = serde_json::to_value(FluxInstance::crd()).unwrap_or_default();
+        // The CRD as installed (`crds::all`), not as generated: what the API server checks.
+        let crd = super::crds::all()
+            .into_iter()
+            .find(|crd| crd.spec.names.kind == FluxInstance::kind(&()))
+            .map(|crd| serde_json::to_value(crd).unwrap_or_default())
+            .unwrap_or_default();
         let mut schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         let metadata = schemars::generate::SchemaSettings::openapi3()
             .with(|s| s.inline_subschemas = true)
@@ -155,8 +160,9 @@ impl Walk<'_> {
             return;
         }
         // The API server refuses null for an enum even when the field is nullable and the
-        // enum lists null (as schemars writes it for an optional enum): found by the parity
-        // test against a real API server (e2e/tests/validation.rs).
+        // enum lists null (found by the parity test against a real API server,
+        // e2e/tests/validation.rs); fluxop's own CRDs no longer make optional enums nullable
+        // (`crds::all`), so there a null is dropped before it gets here.
         if let Some(allowed) = schema["enum"].as_array()
             && (value.is_null() || !allowed.contains(value))
         {
