@@ -11,7 +11,7 @@
 use std::{fmt, sync::OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{CustomResourceExt, Resource};
+use kube::Resource;
 use serde_json::{Map, Value};
 
 use super::{FluxInstance, cel};
