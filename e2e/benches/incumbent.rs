@@ -384,7 +384,17 @@ async fn drift(
     None
 }
 
+/// fluxop's bundle cache, and the incumbent's (empty) Docker config, for `cluster`.
+fn scratch_dirs(cluster: &OwnCluster) -> [PathBuf; 2] {
+    let temp = std::env::temp_dir();
+    [
+        temp.join(format!("fluxop-bench-cache-{}", cluster.name)),
+        temp.join(format!("fluxop-bench-docker-{}", cluster.name)),
+    ]
+}
+
 fn start_operator(side: Side, cluster: &OwnCluster, events: SocketAddr) -> Process {
+    let [cache, docker] = scratch_dirs(cluster);
     let kubeconfig = state_root()
         .join("clusters")
         .join(&cluster.name)
@@ -395,7 +405,6 @@ fn start_operator(side: Side, cluster: &OwnCluster, events: SocketAddr) -> Proce
     let registry = registry_address();
     let command = match side {
         Side::Fluxop => {
-            let cache = std::env::temp_dir().join(format!("fluxop-bench-cache-{}", cluster.name));
             let _ = std::fs::remove_dir_all(&cache);
             let mut command = Command::new(fluxop_bin());
             command
@@ -413,7 +422,6 @@ fn start_operator(side: Side, cluster: &OwnCluster, events: SocketAddr) -> Proce
         }
         Side::Incumbent => {
             // An empty Docker config: no credentials of this machine reach the registry.
-            let docker = std::env::temp_dir().join(format!("fluxop-bench-docker-{}", cluster.name));
             std::fs::create_dir_all(&docker).expect("docker config dir");
             let mut command = Command::new(incumbent_bin());
             command
@@ -553,7 +561,7 @@ async fn measure(side: Side, artifact: &str) -> Figures {
     if delete.is_none() {
         forced_reconcile(&cluster, &api, &process, "bench-restore-delete").await;
     }
-    Figures {
+    let figures = Figures {
         install,
         install_counts,
         reconcile_times,
@@ -563,7 +571,12 @@ async fn measure(side: Side, artifact: &str) -> Figures {
         memory_kib: process.memory_kib(),
         cpu_seconds: process.cpu_seconds(),
         posted_events: posts.load(Ordering::Relaxed),
+    };
+    drop(process);
+    for dir in scratch_dirs(&cluster) {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    figures
 }
 
 fn mean(values: impl Iterator<Item = u64>) -> f64 {
@@ -620,15 +633,18 @@ fn print(fluxop: &Figures, incumbent: &Figures) {
     let row = |name: &str, a: f64, b: f64| {
         println!("| {name} | {a:.1} | {b:.1} | {} |", ratio(a, b));
     };
-    row(
+    let counts = |name: &str, a: u64, b: u64| {
+        println!("| {name} | {a} | {b} | {} |", ratio(a as f64, b as f64));
+    };
+    counts(
         "API requests of the install",
-        fluxop.install_counts.requests as f64,
-        incumbent.install_counts.requests as f64,
+        fluxop.install_counts.requests,
+        incumbent.install_counts.requests,
     );
-    row(
+    counts(
         "  of which writes (no dry runs, no Events)",
-        fluxop.install_counts.writes as f64,
-        incumbent.install_counts.writes as f64,
+        fluxop.install_counts.writes,
+        incumbent.install_counts.writes,
     );
     let (a, b) = (
         median(fluxop.reconcile_times.clone()),

@@ -230,6 +230,31 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         "fluxcd.controlplane.io/reconcileArtifactEvery-",
     ]);
 
+    // One request, one reconcile: fluxop's own status write does not wake it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = count(&_operator);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "fluxinstance/flux",
+        "-n",
+        "flux-system",
+        "reconcile.fluxcd.io/requestedAt=one-request",
+    ]);
+    wait_for_instance(&api, MINUTE, "the request to be handled", |i| {
+        i.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("one-request")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&_operator) - before,
+        1.0,
+        "one reconcile.fluxcd.io/requestedAt ran more than one reconcile"
+    );
+
     // Drift: a scale, an edit of the args and a deletion are each reverted.
     let started = Instant::now();
     cluster.kubectl_ok(&[
