@@ -160,17 +160,7 @@ impl Process {
 
     /// (`VmHWM`, `VmRSS`) in KiB.
     fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        };
-        Some((field("VmHWM:")?, field("VmRSS:")?))
+        fluxop_e2e::cluster::process_memory_kib(self.child.id())
     }
 
     /// User plus system CPU time so far, in seconds.

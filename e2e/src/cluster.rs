@@ -335,17 +335,7 @@ impl Operator {
 
     /// Peak and current resident set size in KiB (`VmHWM`, `VmRSS` of /proc/PID/status).
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        };
-        Some((field("VmHWM:")?, field("VmRSS:")?))
+        process_memory_kib(self.child.id())
     }
 
     pub fn metric(&self, prefix: &str) -> Option<String> {
@@ -496,4 +486,20 @@ pub async fn drift_revert(cluster: &OwnCluster, client: &Client, name: &str) -> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Peak and current resident set size of process `pid` in KiB (`VmHWM`, `VmRSS` of
+/// /proc/PID/status).
+pub fn process_memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
 }

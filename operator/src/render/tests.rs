@@ -687,16 +687,20 @@ fn a_multitenant_sync_runs_as_the_kustomize_controller() {
     );
 }
 
-fn patched(patches: &str) -> Result<Rendered, Error> {
-    let yaml = format!(
-        "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\nkustomize:\n  patches:\n{patches}"
-    );
+/// The spec (YAML) rendered with Flux 2.9.4 into flux-system.
+fn render_v2_9_4(yaml: &str) -> Result<Rendered, Error> {
     render(
         "flux-system",
-        &spec(&yaml),
+        &spec(yaml),
         &vendored_bundle(),
         &Version::new(2, 9, 4),
     )
+}
+
+fn patched(patches: &str) -> Result<Rendered, Error> {
+    render_v2_9_4(&format!(
+        "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\nkustomize:\n  patches:\n{patches}"
+    ))
 }
 
 #[test]
@@ -1193,17 +1197,11 @@ fn rbac_objects_are_named_after_the_namespace_as_flux_install_names_them() {
 }
 
 fn synced_with_patches(patches: &str) -> Result<Rendered, Error> {
-    let yaml = format!(
+    render_v2_9_4(&format!(
         "distribution: {{version: '2.x', registry: ghcr.io/fluxcd}}\n\
          sync: {{kind: GitRepository, url: 'https://git/x', ref: refs/heads/main, path: clusters/a}}\n\
          kustomize:\n  patches:\n{patches}"
-    );
-    render(
-        "flux-system",
-        &spec(&yaml),
-        &vendored_bundle(),
-        &Version::new(2, 9, 4),
-    )
+    ))
 }
 
 #[test]
