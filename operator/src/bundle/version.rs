@@ -286,6 +286,15 @@ pub fn select(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn revisions_name_their_flux_version() {
+        assert_eq!(
+            super::of_revision("v2.8.8@sha256:abc"),
+            Some(semver::Version::new(2, 8, 8))
+        );
+        assert_eq!(super::of_revision("garbage"), None);
+    }
+
     use super::*;
 
     /// The four real Flux releases of shared/flux-dist.

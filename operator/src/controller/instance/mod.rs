@@ -227,7 +227,7 @@ async fn converge_held(
     let Some(version) = status
         .last_applied_revision
         .as_deref()
-        .and_then(status::revision_version)
+        .and_then(crate::bundle::version::of_revision)
     else {
         return Outcome::Failed {
             failure: Failure::retry(
@@ -323,7 +323,7 @@ async fn converge_new(
     let Some(previous) = status
         .last_applied_revision
         .as_deref()
-        .and_then(status::revision_version)
+        .and_then(crate::bundle::version::of_revision)
     else {
         return unhealthy(format!(
             "{} did not become healthy: {why}",

@@ -9,10 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use semver::Version;
 
-use super::{
-    Context,
-    status::{self, Failure},
-};
+use super::{Context, status::Failure};
 use crate::{
     api::{FluxInstance, FluxInstanceSpec, constants::reason},
     bundle::{
@@ -217,7 +214,7 @@ pub(super) fn select(
         .status
         .as_ref()
         .and_then(|s| s.last_applied_revision.as_deref())
-        .and_then(status::revision_version);
+        .and_then(crate::bundle::version::of_revision);
     version::select(
         &instance.spec.distribution.version,
         &bundle.versions(),

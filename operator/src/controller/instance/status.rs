@@ -24,9 +24,7 @@ use crate::{
         ResourceRef, RollbackHold, Snapshot,
         constants::{annotation, condition, reason},
     },
-    apply,
-    bundle::version,
-    policy,
+    apply, policy,
     render::Rendered,
 };
 
@@ -172,11 +170,6 @@ fn condition<'a>(status: &'a FluxInstanceStatus, type_: &str) -> Option<&'a Cond
         .as_ref()?
         .iter()
         .find(|c| c.type_ == type_)
-}
-
-/// The Flux version of `<version>@sha256:<digest>`.
-pub(super) fn revision_version(revision: &str) -> Option<Version> {
-    version::parse_version(revision.split('@').next()?)
 }
 
 /// Is a rollback of `attempted` in effect, with nothing changed since that would make

@@ -266,15 +266,6 @@ fn a_canceled_health_check_is_reconciling_with_its_reason() {
 }
 
 #[test]
-fn revisions_name_their_flux_version() {
-    assert_eq!(
-        revision_version("v2.8.8@sha256:abc"),
-        Some(Version::new(2, 8, 8))
-    );
-    assert_eq!(revision_version("garbage"), None);
-}
-
-#[test]
 fn the_artifact_poll_interval_bounds_the_requeue() {
     let mut i = instance(None);
     assert_eq!(requeue_interval(&i), Duration::from_secs(600));
