@@ -525,9 +525,16 @@ impl Applier {
             .iter()
             .any(|e| e.id.is_crd() && e.action != Action::Unchanged);
         if crds_changed && !options.dry_run {
+            // An unchanged CRD was read moments ago: only those not Established then, and
+            // those just written, are waited for.
             let crds: Vec<ObjectId> = entries
                 .iter()
                 .filter(|e| e.id.is_crd())
+                .filter(|e| {
+                    !e.live
+                        .as_ref()
+                        .is_some_and(|live| health::evaluate(live).is_current())
+                })
                 .map(|e| e.id.clone())
                 .collect();
             self.wait_established(&crds, CRD_ESTABLISHED_TIMEOUT)
