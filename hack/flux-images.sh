@@ -106,7 +106,10 @@ build_controller() {
     echo "$1 $2 => $pinned" >> "$dir/pins.new"
     log "  $1@$2 is refused by the Go module proxy: using $pinned"
   done
-  (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$dir/bin/$controller" "$module" >&2) \
+  # Most controllers keep their main package at the module root; source-watcher in cmd/.
+  local main_package=$module
+  [ "$controller" != source-watcher ] || main_package="$module/cmd"
+  (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$dir/bin/$controller" "$main_package" >&2) \
     || die "building $controller $tag failed (see above)"
   # What differs from upstream's dependency versions, next to the binary.
   if [ -f "$dir/pins.new" ]; then mv "$dir/pins.new" "$dir/pins"; else : > "$dir/pins"; fi

@@ -12,6 +12,8 @@
 #   helm (only with `hack/testbed-build.sh helm`: the Helm CLI, to test fluxop's chart)
 #   flux-operator (only with `hack/testbed-build.sh flux-operator`: the incumbent's CLI, for
 #     the conformance test of `build instance`)
+#   flux (only with `hack/testbed-build.sh flux`: the flux CLI, a client of the clusters fluxop
+#     installs; needs the release vendored first, hack/vendor-flux.sh)
 #   flux-operator-controller (only with `hack/testbed-build.sh flux-operator-controller`: the
 #     incumbent's operator, for `hack/bench.sh incumbent`; next to the bin directory, the
 #     distribution data its image carries in /data (../data) and its CRDs (../crds))
@@ -25,6 +27,7 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 CRANE_VERSION="${CRANE_VERSION:-v0.21.5}"
 HELM_VERSION="${HELM_VERSION:-v4.2.4}"
 FLUX_OPERATOR_VERSION="${FLUX_OPERATOR_VERSION:-v0.58.1}"
+FLUX_CLI_VERSION="${FLUX_CLI_VERSION:-v2.9.4}"
 CACHE="${FLUXOP_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fluxop-testbed}"
 BIN="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
 STAGES="$CACHE/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/stages"
@@ -211,7 +214,41 @@ build_flux_operator_controller() {
   echo "$fbin"
 }
 
+# The flux CLI. Its module cannot be built as the proxy serves it: `go install` refuses the
+# module's own `replace` (copied into the wrapper module here), and cmd/flux embeds the
+# release manifests that flux2's Makefile generates (manifests/*.yaml, not in the module),
+# which `flux install` would apply. They are the release's files, taken from the copy
+# vendored into manifests-bundle/ (checked against hack/flux-releases.sha256).
+build_flux_cli() {
+  local fbin="$CACHE/flux-cli-$FLUX_CLI_VERSION/bin" mod=github.com/fluxcd/flux2/v2
+  if [ ! -x "$fbin/flux" ]; then
+    local here manifests work start; start=$(date +%s)
+    here="$(cd "$(dirname "$0")/.." && pwd)"
+    manifests="$here/manifests-bundle/flux/$FLUX_CLI_VERSION"
+    [ -f "$manifests/rbac.yaml" ] || { log "Flux $FLUX_CLI_VERSION is not vendored: run hack/vendor-flux.sh first"; exit 1; }
+    work="$CACHE/src/flux-cli-$FLUX_CLI_VERSION"
+    rm -rf "$work" && mkdir -p "$work" "$fbin"
+    { printf 'module fluxop.local/flux-cli\n\ngo 1.26.0\n\n'
+      curl -fsSL --retry 3 "${GOPROXY_URL:-https://proxy.golang.org}/$mod/@v/$FLUX_CLI_VERSION.mod" | grep '^replace '
+    } > "$work/go.mod"
+    log "building the flux CLI $FLUX_CLI_VERSION"
+    # Some Flux module versions the proxy serves have no record in the checksum database.
+    export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/fluxcd"
+    (cd "$work" && go get "$mod/cmd/flux@$FLUX_CLI_VERSION" >&2)
+    local dir; dir=$(cd "$work" && go list -m -f '{{.Dir}}' "$mod")
+    cp -r "$dir" "$work/module" && chmod -R u+w "$work/module"
+    mkdir -p "$work/module/cmd/flux/manifests"
+    cp "$manifests"/*.yaml "$work/module/cmd/flux/manifests/"
+    (cd "$work" && go mod edit -replace "$mod=./module" \
+      && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w -X main.VERSION=${FLUX_CLI_VERSION#v}" \
+        -o "$fbin/flux" "$mod/cmd/flux" >&2)
+    log "flux CLI ready in $fbin ($(( $(date +%s) - start ))s)"
+  fi
+  echo "$fbin"
+}
+
 case "${1:-}" in
+  flux) build_flux_cli; exit 0 ;;
   cosign) build_cosign; exit 0 ;;
   helm) build_helm; exit 0 ;;
   flux-operator) build_flux_operator; exit 0 ;;

@@ -11,6 +11,8 @@ pub mod fleet;
 pub mod gitops;
 pub mod leader;
 pub mod pods;
+pub mod toolkit;
+pub mod webhook;
 
 use std::{
     path::{Path, PathBuf},

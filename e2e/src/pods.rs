@@ -141,6 +141,16 @@ pub fn pod_get(pod: &Pod, port: u16, path: &str) -> Option<(u16, String)> {
 
 /// The digest the bundle's catalog of `version` names for `controller`.
 pub fn catalog_digest(version: &str, controller: &str) -> String {
+    catalog_field(version, controller, "digest")
+}
+
+/// The tag the bundle's catalog of `version` names for `controller`.
+pub fn catalog_tag(version: &str, controller: &str) -> String {
+    catalog_field(version, controller, "newTag")
+}
+
+/// A field of `controller`'s entry in the bundle's catalog of `version`.
+fn catalog_field(version: &str, controller: &str, field: &str) -> String {
     let path = real_bundle_dir().join(format!("flux-images/{version}/upstream-alpine.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = text
@@ -150,9 +160,12 @@ pub fn catalog_digest(version: &str, controller: &str) -> String {
         .lines()
         .skip(1)
         .take_while(|l| !l.trim_start().starts_with("- name:"))
-        .find_map(|l| l.trim().strip_prefix("digest: "))
-        .unwrap_or_else(|| panic!("{controller} has no digest in {}", path.display()))
-        .to_string()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{field}: "))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("{controller} has no {field} in {}", path.display()))
 }
 
 /// A small image in the test registry for apps that Flux deploys (`FLUXOP_E2E_APP_IMAGE`,
@@ -296,6 +309,37 @@ impl Bed {
                 &format!("  namespace: flux-system\n  annotations:\n{annotations}"),
             )
         }
+    }
+
+    /// Installs fluxop in the cluster from `deploy/` (an overlay with the image built here)
+    /// and waits until its pod runs and leads.
+    pub async fn install_fluxop_pod(&self) {
+        let (repository, digest) = fluxop_image_in(&self.cluster);
+        let insecure = format!("--insecure-registry={}", self.cluster.registry());
+        let overlay = deploy_overlay(&repository, &digest, &insecure);
+        self.cluster.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "e2e",
+            "-k",
+            overlay.to_str().expect("path"),
+        ]);
+        let leases = Api::namespaced(self.client.clone(), "flux-system");
+        eventually(
+            Duration::from_secs(180),
+            "fluxop's pod Running, Ready and leading",
+            || async {
+                let running = pods(&self.client, "flux-system", "app.kubernetes.io/name=fluxop")
+                    .await
+                    .into_iter()
+                    .find(is_running_and_ready)?;
+                let holder = crate::leader::holder(&leases).await?;
+                (running.metadata.name.as_deref() == Some(holder.as_str())).then_some(())
+            },
+        )
+        .await;
     }
 
     pub async fn ready_at(&self, revision: &str, timeout: Duration) -> FluxInstance {

@@ -64,6 +64,20 @@ pub mod fleet {
     pub const MEMBER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 }
 
+/// fluxop's events forwarded to notification-controller (`controller::forward`).
+pub mod events {
+    use super::Duration;
+
+    /// Events waiting for delivery; more are dropped (and counted) rather than waited for.
+    pub const QUEUE: usize = 64;
+    /// Connect and whole-request timeout of one delivery attempt (Flux's recorder: 5 s).
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Attempts per event on connection errors and 5xx answers, waiting `RETRY_BASE`, then
+    /// twice that, between them.
+    pub const ATTEMPTS: u32 = 3;
+    pub const RETRY_BASE: Duration = Duration::from_millis(500);
+}
+
 /// When to retry something that has been failing for `failing_for` (since its condition
 /// turned False): as long again as it has failed so far, so retries thin out exponentially,
 /// between [`requeue::FAILURE_BASE`] and [`requeue::FAILURE_MAX`]. Derived from the

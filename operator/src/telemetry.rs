@@ -232,6 +232,11 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     pub registry: Registry,
@@ -255,6 +260,9 @@ pub struct Metrics {
     pub client_requests: Family<ClientRequestLabels, Counter>,
     /// 1 while this replica leads (or runs without leader election), 0 while it stands by.
     pub leader: Gauge,
+    /// Events forwarded to notification-controller, by result (`delivered`, `failed`,
+    /// `dropped`).
+    pub events_forwarded: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -318,8 +326,15 @@ impl Metrics {
             "1 while this replica leads and reconciles, 0 while it stands by",
             leader.clone(),
         );
+        let events_forwarded = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "fluxop_events_forwarded",
+            "fluxop's events sent to notification-controller, by result (delivered, failed, dropped)",
+            events_forwarded.clone(),
+        );
         Self {
             registry,
+            events_forwarded,
             reconciles,
             watch_errors,
             reconcile_duration,
@@ -347,6 +362,15 @@ impl Metrics {
             self.resources.remove(stale);
         }
         *current = next;
+    }
+
+    /// Counts one event forwarded to notification-controller with `result`.
+    pub fn count_forwarded(&self, result: &str) {
+        self.events_forwarded
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// The registry in the OpenMetrics text format.

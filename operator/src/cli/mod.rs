@@ -185,6 +185,14 @@ pub struct RunArgs {
     /// out to member clusters in waves.
     #[arg(long, env = "FLUXOP_FLEET_HUB")]
     pub fleet_hub: bool,
+    /// Where fluxop sends its own events besides Kubernetes (Flux's event format), instead of
+    /// the instance's notification-controller Service (used only when the instance installs
+    /// notification-controller): for an operator outside the cluster, or another receiver.
+    #[arg(long, env = "NOTIFICATION_CONTROLLER_ADDRESS")]
+    pub events_addr: Option<String>,
+    /// Send fluxop's events to Kubernetes only, never to notification-controller.
+    #[arg(long, env = "NOTIFICATIONS_DISABLED")]
+    pub events_disabled: bool,
     /// Hold a Lease before reconciling, so that of several replicas only one writes.
     #[arg(long, env = "FLUXOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -427,6 +435,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ => None,
     };
     let context_client = client.clone();
+    let forwarder = controller::forward::Forwarder::start(metrics.clone());
     let context = controller::Context {
         reporter: kube::runtime::events::Reporter {
             controller: "fluxop".into(),
@@ -445,6 +454,11 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         instances: std::sync::OnceLock::new(),
         report_requested: Arc::new(tokio::sync::Notify::new()),
         drift_epoch: Default::default(),
+        forwarder,
+        forwarding: controller::forward::Settings {
+            address: args.events_addr.clone(),
+            disabled: args.events_disabled,
+        },
         source: crate::bundle::source::Source {
             cache: crate::bundle::cache::Cache::new(&args.cache_dir),
             limits: crate::bundle::archive::Limits::default(),

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod drift;
 pub mod fleet;
+pub mod forward;
 pub mod hub;
 pub mod instance;
 pub mod lease;

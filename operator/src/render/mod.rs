@@ -153,6 +153,25 @@ fn kind(object: &Value) -> &str {
 
 /// Rewrites `http://svc.<ns>.svc.<domain>./` style addresses for the instance's namespace and
 /// cluster domain, keeping the service name, the scheme, the path and `$(RUNTIME_NAMESPACE)`.
+/// notification-controller's event endpoint of an instance in `namespace`, where the Flux
+/// controllers (`--events-addr`) and fluxop itself send events; `None` when the instance does
+/// not install notification-controller.
+pub fn events_address(spec: &FluxInstanceSpec, namespace: &str) -> Option<String> {
+    spec.components()
+        .contains(&Component::NotificationController)
+        .then(|| {
+            let domain = spec
+                .cluster
+                .as_ref()
+                .map_or("cluster.local", Cluster::domain);
+            service_address(EVENTS_ADDRESS, namespace, domain)
+        })
+}
+
+/// The event endpoint as the Flux releases spell it; [`service_address`] puts in the
+/// instance's namespace and domain.
+const EVENTS_ADDRESS: &str = "http://notification-controller.flux-system.svc.cluster.local./";
+
 fn service_address(value: &str, namespace: &str, domain: &str) -> String {
     let (scheme, rest) = value.split_once("://").map_or(("", value), |(s, r)| (s, r));
     let (host, path) = rest

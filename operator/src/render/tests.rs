@@ -204,6 +204,14 @@ fn the_namespace_and_cluster_domain_reach_every_service_address() {
         ),
         "{source:?}"
     );
+    // fluxop sends its own events to the same address.
+    assert_eq!(
+        super::events_address(&custom, "gitops").map(|a| format!("--events-addr={a}")),
+        source
+            .iter()
+            .find(|a| a.starts_with("--events-addr="))
+            .cloned()
+    );
     assert!(
         source.contains(
             &"--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.corp.example."

@@ -85,6 +85,9 @@ pub struct Context {
     /// Counts the changes the drift watches saw to objects fluxop installed; a health wait
     /// that sees it move reads everything again (see [`super::drift`]).
     pub drift_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Sends fluxop's events to notification-controller too ([`super::forward`]).
+    pub forwarder: super::forward::Forwarder,
+    pub forwarding: super::forward::Settings,
 }
 
 impl Context {
@@ -430,6 +433,7 @@ async fn apply_instance(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Ac
     publish(
         ctx,
         &instance,
+        status.last_attempted_revision.as_deref(),
         status::events(&instance, &outcome, &found, &status),
     )
     .await;
@@ -482,14 +486,32 @@ fn record_metrics(
         .inc();
 }
 
-async fn publish(ctx: &Context, instance: &FluxInstance, events: Vec<Event>) {
-    super::publish_events(
-        &ctx.client,
-        &ctx.reporter,
-        &instance.object_ref(&()),
-        events,
-    )
-    .await;
+/// Records `events` about `instance` as Kubernetes Events and, when the instance has a
+/// notification-controller, sends them there too, with `revision` in their metadata.
+async fn publish(
+    ctx: &Context,
+    instance: &FluxInstance,
+    revision: Option<&str>,
+    events: Vec<Event>,
+) {
+    let regarding = instance.object_ref(&());
+    if let Some(address) = super::forward::address(instance, &ctx.forwarding) {
+        let now = Timestamp::now();
+        for event in &events {
+            ctx.forwarder.send(
+                &address,
+                super::forward::flux_event(
+                    &regarding,
+                    instance.annotations(),
+                    event,
+                    revision,
+                    &ctx.reporter,
+                    now,
+                ),
+            );
+        }
+    }
+    super::publish_events(&ctx.client, &ctx.reporter, &regarding, events).await;
 }
 
 /// Uninstall on deletion; with reconciliation disabled only the finalizer goes.
@@ -517,6 +539,10 @@ async fn cleanup(instance: Arc<FluxInstance>, ctx: &Context) -> Result<Action, E
         action: "Uninstall".into(),
         secondary: None,
     };
-    publish(ctx, &instance, vec![event]).await;
+    let revision = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.clone());
+    publish(ctx, &instance, revision.as_deref(), vec![event]).await;
     Ok(Action::await_change())
 }

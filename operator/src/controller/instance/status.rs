@@ -599,6 +599,27 @@ pub(super) fn next_action(
     }
 }
 
+/// What an apply that changed objects did, as alerts read it: a first install, a version
+/// change (from the last applied revision), or an update of the same version (a new spec, a
+/// drift correction).
+fn what_happened(instance: &FluxInstance, installed: &Installed) -> String {
+    let previous = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.as_deref())
+        .and_then(crate::bundle::version::of_revision);
+    match previous {
+        None => format!("Flux v{} installed", installed.version),
+        Some(before) if before < installed.version => {
+            format!("Flux upgraded from v{before} to v{}", installed.version)
+        }
+        Some(before) if before > installed.version => {
+            format!("Flux downgraded from v{before} to v{}", installed.version)
+        }
+        Some(_) => format!("Flux v{} updated", installed.version),
+    }
+}
+
 /// The Events a reconcile publishes: one when the status changed or objects were changed (a
 /// drift correction), one when the registry outage began, plus a hint when the bundle has a
 /// newer Flux than the instance's range allows. A no-op reconcile publishes nothing, and a
@@ -631,9 +652,10 @@ pub(super) fn events(
                     format!("Flux v{} is installed and healthy", installed.version)
                 } else {
                     format!(
-                        "{} applied in {:.1}s:\n{changes}",
+                        "{} in {:.1}s ({}):\n{changes}",
+                        what_happened(instance, installed),
+                        report.elapsed.as_secs_f64(),
                         installed.revision,
-                        report.elapsed.as_secs_f64()
                     )
                 },
             ));

@@ -534,3 +534,44 @@ fn a_registry_outage_keeps_ready_and_says_so_in_fetch_failed() {
     );
     assert!(condition(&back, "FetchFailed").is_none());
 }
+
+#[test]
+fn an_apply_event_says_whether_flux_was_installed_upgraded_or_updated() {
+    let note = |before: Option<&str>, outcome: &Outcome| {
+        let status = before.map(|revision| FluxInstanceStatus {
+            last_applied_revision: Some(revision.to_string()),
+            ..FluxInstanceStatus::default()
+        });
+        let instance = instance(status);
+        let after = next_status(
+            &instance,
+            &fetched("sha256:a"),
+            outcome,
+            Timestamp::UNIX_EPOCH,
+        );
+        let published = events(&instance, outcome, &fetched("sha256:a"), &after);
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].reason, reason::RECONCILIATION_SUCCEEDED);
+        published[0].note.clone().unwrap_or_default()
+    };
+    let upgrade = applied("2.9.4", "new", 2);
+    assert!(note(None, &upgrade).starts_with("Flux v2.9.4 installed in "));
+    let upgraded = note(Some("v2.9.3@sha256:old"), &upgrade);
+    assert!(
+        upgraded.starts_with("Flux upgraded from v2.9.3 to v2.9.4 in "),
+        "{upgraded}"
+    );
+    assert!(upgraded.contains("(v2.9.4@sha256:new)"), "{upgraded}");
+    assert!(
+        upgraded.contains("Deployment/flux-system/d0 created"),
+        "{upgraded}"
+    );
+    assert!(
+        note(Some("v2.9.4@sha256:old"), &upgrade).starts_with("Flux v2.9.4 updated in "),
+        "a new spec of the same version"
+    );
+    assert!(
+        note(Some("v2.9.5@sha256:old"), &upgrade)
+            .starts_with("Flux downgraded from v2.9.5 to v2.9.4")
+    );
+}
