@@ -9,6 +9,8 @@
 #   hack/bench.sh pods       the lifecycle with real pods (fluxop in the cluster) next to kwok;
 #                            fluxop's pod memory from its cgroup (needs root)
 #   hack/bench.sh gitops     publish -> app updated on a real node, OCI and Git (needs root)
+#   hack/bench.sh toolkit    the toolkit's loops on a real node: tag pushed -> pod runs it,
+#                            Receiver call -> applied, breaking commit -> alert (needs root)
 #   hack/bench.sh incumbent  fluxop next to the Flux Operator's operator (built from the Go
 #                            module proxy), each a process against a fresh kwok cluster:
 #                            install, API requests per forced reconcile, drift revert, memory
@@ -30,7 +32,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ] || [ "$which" = incumbent ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ] || [ "$which" = toolkit ] || [ "$which" = incumbent ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -67,6 +69,16 @@ if [ "$which" = all ] || [ "$which" = gitops ]; then
     --bundle "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-bundle" v2.9.4:source-controller,kustomize-controller | tail -n 1)"
   log "publish -> app updated, OCI and Git, on a real node (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench gitops
+fi
+if [ "$which" = all ] || [ "$which" = toolkit ]; then
+  export FLUXOP_E2E_REGISTRY FLUXOP_E2E_REAL_BUNDLE FLUXOP_E2E_NODE_BIN
+  FLUXOP_E2E_REGISTRY="$(hack/registry-up.sh "$NAME")"
+  FLUXOP_E2E_NODE_BIN="$(hack/testbed-build.sh node | tail -n 1)"
+  FLUXOP_E2E_REAL_BUNDLE="$(hack/flux-images.sh --push "$FLUXOP_E2E_REGISTRY" \
+    --bundle "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-bundle" \
+    v2.9.4:source-controller,kustomize-controller,notification-controller,image-reflector-controller,image-automation-controller | tail -n 1)"
+  log "the toolkit's loops on a real node (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench toolkit
 fi
 if [ "$which" = all ] || [ "$which" = incumbent ]; then
   export FLUXOP_E2E_REGISTRY FLUXOP_E2E_INCUMBENT

@@ -128,10 +128,17 @@ pub fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 /// Ready=True for the object's current generation (kstatus: a condition counts once the
-/// controller has observed the generation).
+/// controller has observed the generation, in the status or, as source-watcher's kinds keep
+/// it, in the condition itself).
 pub fn is_ready(object: &Value) -> bool {
-    condition(object, "Ready").is_some_and(|c| c["status"] == "True")
-        && object["status"]["observedGeneration"] == object["metadata"]["generation"]
+    let Some(ready) = condition(object, "Ready").filter(|c| c["status"] == "True") else {
+        return false;
+    };
+    let observed = match &object["status"]["observedGeneration"] {
+        Value::Null => &ready["observedGeneration"],
+        observed => observed,
+    };
+    observed.is_null() || *observed == object["metadata"]["generation"]
 }
 
 /// Waits until `what` (`kind/name -n namespace` as kubectl arguments) satisfies `check`;
@@ -143,10 +150,22 @@ pub async fn wait_object(
     description: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    eventually(timeout, description, || async {
-        get_json_opt(cluster, what).filter(|o| check(o))
-    })
-    .await
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = get_json_opt(cluster, what);
+        if let Some(object) = seen.as_ref().filter(|o| check(o)) {
+            return object.clone();
+        }
+        // The last state seen says why it never got there.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {description}; last seen: {}",
+            seen.map_or("nothing (not found)".to_string(), |o| {
+                serde_json::to_string_pretty(&o["status"]).unwrap_or_default()
+            })
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The first pod IP of `app` in flux-system (pods of real nodes are routed from here).

@@ -21,6 +21,8 @@ pub struct Delivery {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When its body was read in full.
+    pub at: std::time::Instant,
 }
 
 impl Delivery {
@@ -144,6 +146,7 @@ async fn serve(stream: tokio::net::TcpStream) -> Option<Delivery> {
         path,
         headers,
         body,
+        at: std::time::Instant::now(),
     })
 }
 

@@ -178,6 +178,8 @@ async fn every_controller_fluxop_installs_does_its_job_and_the_flux_cli_drives_t
     let kubeconfig = bed.cluster.kubeconfig.clone();
     let gateway = bed.cluster.gateway();
     let work = work_dir("fleet");
+    // The OCI half of the composed source, published from outside the Git work tree.
+    let extras = work_dir("extras");
     let fleet = Fleet {
         remote: format!("http://{}/fleet.git", git.address),
         remote_in_cluster: format!("http://{gateway}:{}/fleet.git", git.port()),
@@ -190,7 +192,7 @@ async fn every_controller_fluxop_installs_does_its_job_and_the_flux_cli_drives_t
     let registry_here = fluxop_e2e::registry_address();
     let app_here = format!("{registry_here}/{}", fleet.app_repository);
     push_app_image(&format!("{app_here}:1.0.0"), "1.0.0");
-    publish_extras(&work.join("extras"), &fleet.extras_repository, "one");
+    publish_extras(&extras, &fleet.extras_repository, "one");
 
     fleet.git(&["init", "-q", "-b", "main"]);
     fleet.write_initial();
@@ -230,7 +232,7 @@ async fn every_controller_fluxop_installs_does_its_job_and_the_flux_cli_drives_t
         .await;
     alerts_deliver_failures_and_recoveries_and_respect_severity(&bed, &fleet, &sink).await;
     receivers_make_a_source_fetch_at_once_and_refuse_unsigned_calls(&bed, &fleet).await;
-    source_watcher_composes_git_and_oci_into_what_a_kustomization_applies(&bed, &fleet, &work)
+    source_watcher_composes_git_and_oci_into_what_a_kustomization_applies(&bed, &fleet, &extras)
         .await;
 }
 
@@ -640,8 +642,16 @@ async fn receivers_make_a_source_fetch_at_once_and_refuse_unsigned_calls(bed: &B
 async fn source_watcher_composes_git_and_oci_into_what_a_kustomization_applies(
     bed: &Bed,
     fleet: &Fleet,
-    work: &Path,
+    extras: &Path,
 ) {
+    wait_object(
+        &bed.cluster,
+        &["artifactgenerator", "composed", "-n", "flux-system"],
+        2 * MINUTE,
+        "ArtifactGenerator composed Ready",
+        is_ready,
+    )
+    .await;
     wait_object(
         &bed.cluster,
         &["externalartifact", "composed", "-n", "flux-system"],
@@ -654,7 +664,7 @@ async fn source_watcher_composes_git_and_oci_into_what_a_kustomization_applies(
     wait_config_value(bed, "from-oci", "one", MINUTE).await;
 
     let published = Instant::now();
-    publish_extras(&work.join("extras"), &fleet.extras_repository, "two");
+    publish_extras(extras, &fleet.extras_repository, "two");
     wait_config_value(bed, "from-oci", "two", 2 * MINUTE).await;
     println!(
         "timing: OCI half republished -> applied in {:?}",
@@ -776,9 +786,9 @@ async fn fluxop_pages_its_upgrades_and_rollbacks_and_tenants_stay_in_their_names
         .await
         .json();
     assert!(
-        upgrade["message"].as_str().is_some_and(
-            |m| m.contains("Deployment/flux-system/notification-controller configured")
-        ),
+        upgrade["message"].as_str().is_some_and(|m| m.contains(
+            "CustomResourceDefinition/kustomizations.kustomize.toolkit.fluxcd.io configured"
+        )),
         "{upgrade}"
     );
     assert_controllers_run(&bed.client, "v2.9.4", &first).await;
@@ -873,7 +883,7 @@ async fn tenants_stay_in_their_namespace(bed: &Bed) {
     let release = |name: &str, chart: &str, account: Option<&str>, source_namespace: &str| {
         let account = account.map_or(String::new(), |a| format!("  serviceAccountName: {a}\n"));
         format!(
-            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: team-a\nspec:\n  interval: 10m\n{account}  chartRef:\n    kind: OCIRepository\n    name: {chart}\n    namespace: {source_namespace}\n  install:\n    retries: -1\n---\n"
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: team-a\nspec:\n  interval: 10m\n{account}  chartRef:\n    kind: OCIRepository\n    name: {chart}\n    namespace: {source_namespace}\n  install:\n    remediation:\n      retries: -1\n---\n"
         )
     };
     let chart_source = |name: &str, namespace: &str| {
@@ -937,8 +947,12 @@ async fn tenants_stay_in_their_namespace(bed: &Bed) {
                 3 * MINUTE,
                 &format!("{kind} team-a/{name} to settle"),
                 |o| {
-                    condition(o, "Ready").is_some_and(|c| c["status"] != "Unknown")
-                        && o["status"]["observedGeneration"] == o["metadata"]["generation"]
+                    // The condition's own generation: Flux keeps the status's at -1
+                    // until a first success.
+                    condition(o, "Ready").is_some_and(|c| {
+                        c["status"] != "Unknown"
+                            && c["observedGeneration"] == o["metadata"]["generation"]
+                    })
                 },
             )
             .await
