@@ -57,7 +57,11 @@ struct Objects {
 impl Objects {
     async fn get(&self, group: &str, version: &str, kind: &str, name: &str) -> Value {
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let plural = format!("{}s", kind.to_ascii_lowercase());
+        let lower = kind.to_ascii_lowercase();
+        let plural = match lower.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{lower}s"),
+        };
         let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
         let api =
             Api::<DynamicObject>::namespaced_with(self.client.clone(), "flux-system", &resource);
