@@ -273,8 +273,8 @@ async fn main() {
             deployment("app", &format!("{app_in_cluster}:1.0.0"), "app")
         ),
     );
-    write(&work, "hooked/configmap.yaml", &config_map("hooked", "0"));
-    write(&work, "broken/configmap.yaml", &config_map("broken", "0"));
+    write(&work, "hooked/configmap.yaml", &config_map("hooked", "v0"));
+    write(&work, "broken/configmap.yaml", &config_map("broken", "v0"));
     repository.push_first();
 
     let sync = format!(
@@ -320,8 +320,8 @@ async fn main() {
     settle
         .part("settled", || async {
             running_tag(&bed.client, "app", "1.0.0").await
-                && config_value(&bed.client, "hooked").await.as_deref() == Some("0")
-                && config_value(&bed.client, "broken").await.as_deref() == Some("0")
+                && config_value(&bed.client, "hooked").await.as_deref() == Some("v0")
+                && config_value(&bed.client, "broken").await.as_deref() == Some("v0")
                 && objects
                     .get("image.toolkit.fluxcd.io", "v1", "ImagePolicy", "app")
                     .await["status"]["latestRef"]["tag"]
@@ -375,7 +375,8 @@ async fn main() {
 
     let mut receiver_loop = Figures::default();
     for round in 1..=ROUNDS {
-        let value = round.to_string();
+        // Strings: a bare number would be a YAML integer, which a ConfigMap refuses.
+        let value = format!("v{round}");
         let commit = repository.push(&format!("hooked {round}"), |dir| {
             write(dir, "hooked/configmap.yaml", &config_map("hooked", &value))
         });
@@ -408,7 +409,7 @@ async fn main() {
                 "broken/configmap.yaml",
                 &format!(
                     "{}---\napiVersion: example.invalid/v1\nkind: {kind}\nmetadata:\n  name: x\n  namespace: apps\n",
-                    config_map("broken", "0")
+                    config_map("broken", "v0")
                 ),
             )
         });
@@ -451,7 +452,7 @@ async fn main() {
         alert.add(watch);
         // Back to a healthy Kustomization before the next round.
         let fixed = repository.push(&format!("fixed {round}"), |dir| {
-            write(dir, "broken/configmap.yaml", &config_map("broken", "0"))
+            write(dir, "broken/configmap.yaml", &config_map("broken", "v0"))
         });
         call_receiver();
         let mut recovery = Stopwatch::start();
