@@ -22,9 +22,9 @@ use std::{
 use fluxop_e2e::{
     OwnGitServer, bench_summary,
     gitops::git,
-    pods::{Bed, is_running_and_ready, pods},
+    pods::Bed,
     repo_root,
-    toolkit::{config_map, controller_pod_ip, deployment, push_app_image, write},
+    toolkit::{config_map, controller_pod_ip, deployment, push_app_image, runs_tag, write},
     unique_repository,
     webhook::{Sink, post},
 };
@@ -74,6 +74,14 @@ impl Objects {
     async fn git_repository(&self, name: &str) -> Value {
         self.get("source.toolkit.fluxcd.io", "v1", "GitRepository", name)
             .await
+    }
+
+    /// The GitRepository `name` has an artifact of `commit`.
+    async fn fetched(&self, name: &str, commit: &str) -> bool {
+        of_commit(
+            &self.git_repository(name).await["status"]["artifact"]["revision"],
+            commit,
+        )
     }
 
     async fn kustomization(&self, name: &str) -> Value {
@@ -196,24 +204,6 @@ impl Repository {
     }
 }
 
-async fn running_tag(client: &Client, app: &str, tag: &str) -> bool {
-    let pods = pods(client, "apps", &format!("app={app}")).await;
-    let live: Vec<_> = pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    !live.is_empty()
-        && live.iter().all(|p| {
-            is_running_and_ready(p)
-                && p.spec.as_ref().is_some_and(|s| {
-                    s.containers[0]
-                        .image
-                        .as_deref()
-                        .is_some_and(|i| i.ends_with(&format!(":{tag}")))
-                })
-        })
-}
-
 async fn config_value(client: &Client, name: &str) -> Option<String> {
     Api::<ConfigMap>::namespaced(client.clone(), "apps")
         .get_opt(name)
@@ -319,7 +309,7 @@ async fn main() {
     let mut settle = Stopwatch::start();
     settle
         .part("settled", || async {
-            running_tag(&bed.client, "app", "1.0.0").await
+            runs_tag(&bed.client, "app", "1.0.0").await
                 && config_value(&bed.client, "hooked").await.as_deref() == Some("v0")
                 && config_value(&bed.client, "broken").await.as_deref() == Some("v0")
                 && objects
@@ -350,12 +340,7 @@ async fn main() {
             .await;
         let commit = repository.head();
         watch
-            .part("fetch", || async {
-                of_commit(
-                    &objects.git_repository("flux-system").await["status"]["artifact"]["revision"],
-                    &commit,
-                )
-            })
+            .part("fetch", || objects.fetched("flux-system", &commit))
             .await;
         watch
             .part("apply", || async {
@@ -367,7 +352,7 @@ async fn main() {
             .await;
         watch
             .part("rollout (pod Running, Ready)", || async {
-                running_tag(&bed.client, "app", &tag).await
+                runs_tag(&bed.client, "app", &tag).await
             })
             .await;
         image.add(watch);
@@ -383,12 +368,7 @@ async fn main() {
         let mut watch = Stopwatch::start();
         call_receiver();
         watch
-            .part("fetch", || async {
-                of_commit(
-                    &objects.git_repository("hooked").await["status"]["artifact"]["revision"],
-                    &commit,
-                )
-            })
+            .part("fetch", || objects.fetched("hooked", &commit))
             .await;
         watch
             .part("apply", || async {
@@ -416,12 +396,7 @@ async fn main() {
         let mut watch = Stopwatch::start();
         call_receiver();
         watch
-            .part("fetch", || async {
-                of_commit(
-                    &objects.git_repository("hooked").await["status"]["artifact"]["revision"],
-                    &commit,
-                )
-            })
+            .part("fetch", || objects.fetched("hooked", &commit))
             .await;
         watch
             .part("apply fails (Ready=False)", || async {

@@ -235,25 +235,29 @@ pub async fn running_tag(bed: &Bed, app: &str) -> String {
     image.rsplit(':').next().unwrap_or_default().to_string()
 }
 
-/// Waits until every live pod of `app` in `apps` runs, ready, from the image tag `tag`.
+/// Every live pod of `app` in `apps` runs, ready, from the image tag `tag` (and there is one).
+pub async fn runs_tag(client: &kube::Client, app: &str, tag: &str) -> bool {
+    let pods = pods(client, "apps", &format!("app={app}")).await;
+    let live: Vec<_> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    !live.is_empty()
+        && live.iter().all(|p| {
+            is_running_and_ready(p)
+                && p.spec.as_ref().is_some_and(|s| {
+                    s.containers[0]
+                        .image
+                        .as_deref()
+                        .is_some_and(|i| i.ends_with(&format!(":{tag}")))
+                })
+        })
+}
+
+/// Waits until [`runs_tag`].
 pub async fn wait_running_tag(bed: &Bed, app: &str, tag: &str, timeout: Duration) {
     eventually(timeout, &format!("{app} running {tag}"), || async {
-        let pods = pods(&bed.client, "apps", &format!("app={app}")).await;
-        let live: Vec<_> = pods
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        let on_tag = !live.is_empty()
-            && live.iter().all(|p| {
-                is_running_and_ready(p)
-                    && p.spec.as_ref().is_some_and(|s| {
-                        s.containers[0]
-                            .image
-                            .as_deref()
-                            .is_some_and(|i| i.ends_with(&format!(":{tag}")))
-                    })
-            });
-        on_tag.then_some(())
+        runs_tag(&bed.client, app, tag).await.then_some(())
     })
     .await;
 }
