@@ -6,14 +6,17 @@
 #      3. cargo fmt --check, clippy -D warnings, the build and the unit tests run beside it
 #      (on 2 cores the two fill each other's single-threaded stretches: links, the last crate)
 #   4. fluxop's own image (hack/fluxop-image.sh)
-#   5. starts a throwaway registry and cluster on 127.0.0.1, pushes the images, and runs the
-#      end-to-end tests against them in two lanes side by side, each with at most one cluster
-#      of its own at a time (tests that run pods start clusters with a real node); everything
-#      is stopped and removed afterwards, logs kept in target/testbed-logs/ when a test fails.
+#   5. starts a throwaway registry and cluster on 127.0.0.1 as soon as the control plane is
+#      built, and runs the end-to-end test binaries on two workers: the kwok-only ones at
+#      once (while the Go lane still builds the node and the Flux images), the real-node ones
+#      when those images are pushed; each worker has at most one cluster of its own at a
+#      time; everything is stopped and removed afterwards, logs kept in
+#      target/testbed-logs/ when a test fails.
 # Set FLUXOP_TEST_KEEP=1 to leave the cluster and registry running for a look afterwards.
 #
-#   hack/test.sh e2e [CARGO TEST ARGS...]   only the end-to-end tier (steps 1, 2, 4, 5, one
-#                                           lane), e.g. `hack/test.sh e2e --test gitops`
+#   hack/test.sh e2e [CARGO TEST ARGS...]   only the end-to-end tier (steps 1, 2, 4, 5; with
+#                                           args, those alone once everything is built),
+#                                           e.g. `hack/test.sh e2e --test gitops`
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -42,16 +45,21 @@ FLUX_RELEASES=(
   v2.9.5:source-controller,kustomize-controller
 )
 # The Go lane: each build is cached outside the repo (keyed by version), so a warm run only
-# checks. Its output goes to a log, shown when it fails; each line of its own timing is
-# printed at the end.
+# checks. It builds first what the kwok-only tests need (control plane, kwok, cosign, helm,
+# the incumbent's CLI) and says so in a marker file, so those tests start while it builds
+# the real node and the Flux images. Its output goes to a log, shown when it fails; each
+# line of its own timing is printed at the end.
+KWOK_READY="$LOGS/go-lane.kwok-ready"
+rm -f "$KWOK_READY"
 go_lane() {
   local t0; t0=$(date +%s)
   lap() { echo "go lane: $* (+$(( $(date +%s) - t0 ))s)"; }
   hack/testbed-build.sh | tail -n 1 > "$LOGS/bin"; lap "control plane and kwok"
-  hack/testbed-build.sh node | tail -n 1 > "$LOGS/node-bin"; lap "kubelet, kube-proxy, CoreDNS, crane"
   hack/testbed-build.sh cosign | tail -n 1 > "$LOGS/cosign-bin"; lap cosign
   hack/testbed-build.sh helm | tail -n 1 > "$LOGS/helm-bin"; lap helm
   hack/testbed-build.sh flux-operator | tail -n 1 > "$LOGS/flux-operator-bin"; lap "the incumbent's CLI"
+  touch "$KWOK_READY"
+  hack/testbed-build.sh node | tail -n 1 > "$LOGS/node-bin"; lap "kubelet, kube-proxy, CoreDNS, crane"
   hack/flux-release.sh v2.9.3 --allow-missing >/dev/null
   hack/flux-release.sh v2.9.5 --allow-missing >/dev/null; lap "v2.9.3 and v2.9.5 manifests"
   hack/flux-images.sh "${FLUX_RELEASES[@]}" >/dev/null; lap "Flux controller images"
@@ -63,13 +71,26 @@ set -m
 go_lane > "$LOGS/go-lane.log" 2>&1 &
 GO_LANE=$!
 set +m
-trap 'kill -- "-$GO_LANE" 2>/dev/null || true' EXIT
+WORKERS=()
+stop_background() {
+  kill -- "-$GO_LANE" 2>/dev/null || true
+  for pid in "${WORKERS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+}
+trap stop_background EXIT
+go_lane_failed() {
+  tail -n 60 "$LOGS/go-lane.log" >&2
+  die "the Go builds failed (whole log: $LOGS/go-lane.log)"
+}
 go_lane_done() {
-  if ! wait "$GO_LANE"; then
-    tail -n 60 "$LOGS/go-lane.log" >&2
-    die "the Go builds failed (whole log: $LOGS/go-lane.log)"
-  fi
+  wait "$GO_LANE" || go_lane_failed
   grep '^go lane:' "$LOGS/go-lane.log" >&2
+}
+# Waits until the kwok-only tests' binaries are built (or the lane failed).
+go_lane_kwok_ready() {
+  while [ ! -f "$KWOK_READY" ]; do
+    kill -0 "$GO_LANE" 2>/dev/null || { wait "$GO_LANE" || go_lane_failed; [ -f "$KWOK_READY" ] && break; die "the Go lane ended before the test bed binaries were built"; }
+    sleep 2
+  done
 }
 
 if [ -z "$E2E_ONLY" ]; then
@@ -88,16 +109,31 @@ else
 fi
 cargo test -p fluxop-e2e --locked --no-run 2>&1 | grep -v '^ *Executable' >&2
 
-step "waiting for the Go builds"
-go_lane_done
-BIN="$(cat "$LOGS/bin")" NODE_BIN="$(cat "$LOGS/node-bin")" COSIGN_BIN="$(cat "$LOGS/cosign-bin")"
-HELM_BIN="$(cat "$LOGS/helm-bin")" FLUX_OPERATOR_BIN="$(cat "$LOGS/flux-operator-bin")" FLUX_BIN="$(cat "$LOGS/flux-bin")"
+# The end-to-end test binaries, by what they need. The kwok-only ones run on the control
+# plane alone and start as soon as it is built; the real-node ones need the node, the Flux
+# images, fluxop's image and the flux CLI. Each list is longest first (seconds of a warm run
+# in the comment), so the two workers below end close together.
+KWOK_TESTS=(render:330 faults:157 hub:146 fleet:91 operator:85 conformance:21 report:20 bundle:12 api:4 validation:3 clone:3 chart:1 lib:1)
+REAL_TESTS=(toolkit:270 gitops:258 lifecycle:245 pods:198 testbed:22)
+# Every test binary must be in a list: a new one left out would never run.
+for test in e2e/tests/*.rs e2e/tests/*/main.rs; do
+  name=$(basename "$test" .rs); [ "$name" = main ] && name=$(basename "$(dirname "$test")")
+  [[ " ${KWOK_TESTS[*]%%:*} ${REAL_TESTS[*]%%:*} " == *" $name "* ]] || die "e2e test $name is in neither list of hack/test.sh"
+done
+
+step "waiting for the test bed binaries"
+go_lane_kwok_ready
+BIN="$(cat "$LOGS/bin")" COSIGN_BIN="$(cat "$LOGS/cosign-bin")"
+HELM_BIN="$(cat "$LOGS/helm-bin")" FLUX_OPERATOR_BIN="$(cat "$LOGS/flux-operator-bin")"
 # Clusters left by a run that was killed (their API server is gone) are removed first.
 hack/cluster-down.sh --stale >/dev/null 2>&1 || true
 
 NAME="test-$$"
+QUEUE="$LOGS/e2e-queue"
+rm -rf "$QUEUE"; mkdir -p "$QUEUE"
 cleanup() {
   local code=$?
+  stop_background
   if [ "${FLUXOP_TEST_KEEP:-}" = 1 ]; then
     log "leaving cluster and registry $NAME running (hack/cluster-down.sh $NAME; hack/registry-down.sh $NAME)"
     exit $code
@@ -117,52 +153,89 @@ trap cleanup EXIT
 step "local registry and cluster"
 REGISTRY="$(hack/registry-up.sh "$NAME")"
 KUBECONFIG_PATH="$(hack/cluster-up.sh "$NAME")"
-
-step "images in the registry"
-REAL_BUNDLE="$(hack/flux-images.sh --push "$REGISTRY" --bundle "$TARGET/testbed-bundle" "${FLUX_RELEASES[@]}" | tail -n 1)"
-FLUXOP_IMAGE="$(hack/fluxop-image.sh --debug --push "$REGISTRY/fluxop/fluxop:dev" --insecure | tail -n 1)"
-# A small image for apps that Flux deploys in the tests: the node's own pause image.
-APP_IMAGE="$REGISTRY/testbed/pause:3.10"
-"$NODE_BIN/crane" push --insecure "$(dirname "$NODE_BIN")/images/pause" "$APP_IMAGE" >/dev/null 2>&1
-
 export FLUXOP_E2E_KUBECONFIG="$KUBECONFIG_PATH" FLUXOP_E2E_KUBECTL="$BIN/kubectl" FLUXOP_E2E_REGISTRY="$REGISTRY" \
   FLUXOP_E2E_REGISTRY_DATA="$STATE_ROOT/registries/$NAME/data" FLUXOP_E2E_COSIGN="$COSIGN_BIN/cosign" \
-  FLUXOP_E2E_HELM="$HELM_BIN/helm" FLUXOP_E2E_REAL_BUNDLE="$REAL_BUNDLE" FLUXOP_E2E_FLUXOP_IMAGE="$FLUXOP_IMAGE" \
-  FLUXOP_E2E_APP_IMAGE="$APP_IMAGE" FLUXOP_E2E_FLUX_OPERATOR="$FLUX_OPERATOR_BIN/flux-operator" \
-  FLUXOP_E2E_FLUX="$FLUX_BIN/flux" FLUXOP_E2E_NODE_BIN="$NODE_BIN"
+  FLUXOP_E2E_HELM="$HELM_BIN/helm" FLUXOP_E2E_FLUX_OPERATOR="$FLUX_OPERATOR_BIN/flux-operator"
 
-# Two lanes of test binaries, about even in time (each binary's time is printed at the end
-# of its lane): the tests' one-own-cluster-at-a-time lock is per process, so each lane runs at
-# most one such cluster, beside the shared one.
-LANE_A=(--lib --test lifecycle --test toolkit --test hub --test report --test api --test validation --test clone --test chart)
-LANE_B=(--test pods --test gitops --test faults --test operator --test fleet --test render --test bundle --test conformance --test testbed)
-lane() {
-  local name=$1; shift
-  local t0 code=0; t0=$(date +%s)
-  cargo test -p fluxop-e2e --locked --no-fail-fast "$@" > "$LOGS/e2e-$name.log" 2>&1 || code=$?
-  echo "lane $name: exit $code after $(( $(date +%s) - t0 ))s" >> "$LOGS/e2e-$name.log"
-  return $code
+# What the real-node tests need, once the Go lane has built it: written to an env file that
+# a worker reads before it starts such a test.
+real_node_env() {
+  step "waiting for the Go builds"
+  go_lane_done
+  NODE_BIN="$(cat "$LOGS/node-bin")" FLUX_BIN="$(cat "$LOGS/flux-bin")"
+  step "images in the registry"
+  local real_bundle fluxop_image app_image="$REGISTRY/testbed/pause:3.10"
+  real_bundle="$(hack/flux-images.sh --push "$REGISTRY" --bundle "$TARGET/testbed-bundle" "${FLUX_RELEASES[@]}" | tail -n 1)"
+  fluxop_image="$(hack/fluxop-image.sh --debug --push "$REGISTRY/fluxop/fluxop:dev" --insecure | tail -n 1)"
+  # A small image for apps that Flux deploys in the tests: the node's own pause image.
+  "$NODE_BIN/crane" push --insecure "$(dirname "$NODE_BIN")/images/pause" "$app_image" >/dev/null 2>&1
+  cat > "$QUEUE/real.env.tmp" <<ENV
+export FLUXOP_E2E_REAL_BUNDLE="$real_bundle" FLUXOP_E2E_FLUXOP_IMAGE="$fluxop_image"
+export FLUXOP_E2E_APP_IMAGE="$app_image" FLUXOP_E2E_FLUX="$FLUX_BIN/flux" FLUXOP_E2E_NODE_BIN="$NODE_BIN"
+ENV
+  mv "$QUEUE/real.env.tmp" "$QUEUE/real.env"
 }
-step "end-to-end tests"
+
 if [ ${#E2E_ARGS[@]} -gt 0 ]; then
+  real_node_env
+  step "end-to-end tests"
+  source "$QUEUE/real.env"
   cargo test -p fluxop-e2e --locked --no-fail-fast "${E2E_ARGS[@]}"
-else
-  # Every test binary must be in a lane: a new one left out would never run.
-  for test in e2e/tests/*.rs e2e/tests/*/main.rs; do
-    name=$(basename "$test" .rs); [ "$name" = main ] && name=$(basename "$(dirname "$test")")
-    [[ " ${LANE_A[*]} ${LANE_B[*]} " == *" $name "* ]] || die "e2e test $name is in no lane of hack/test.sh"
-  done
-  lane a "${LANE_A[@]}" & A=$!
-  lane b "${LANE_B[@]}" & B=$!
-  failed=""
-  wait $A || failed+=" a"
-  wait $B || failed+=" b"
-  for name in a b; do
-    echo "---- lane $name ----"
-    cat "$LOGS/e2e-$name.log"
-  done
-  grep -h -E '^     Running|^test result|^lane ' "$LOGS/e2e-a.log" "$LOGS/e2e-b.log" >&2
-  [ -z "$failed" ] || die "end-to-end tests failed in lane(s)$failed (logs: $LOGS/e2e-{a,b}.log)"
+  step "all tests passed"
+  exit 0
 fi
+
+# Two workers take test binaries from the queue: kwok-only ones first, then the real-node
+# ones once real.env exists. The tests' one-own-cluster-at-a-time lock is per process, so
+# each worker runs at most one such cluster, beside the shared one.
+printf '%s\n' "${KWOK_TESTS[@]%%:*}" > "$QUEUE/kwok"
+printf '%s\n' "${REAL_TESTS[@]%%:*}" > "$QUEUE/real"
+# Prints the next binary as "CLASS NAME", "wait" when only real-node ones are left and their
+# environment is not there yet, or nothing when the queue is empty.
+queue_take() {
+  local fd next class
+  exec {fd}>"$QUEUE/lock"; flock "$fd"
+  for class in kwok real; do
+    next=$(head -n 1 "$QUEUE/$class")
+    [ -n "$next" ] || continue
+    if [ $class = real ] && [ ! -f "$QUEUE/real.env" ]; then next=wait; break; fi
+    sed -i 1d "$QUEUE/$class"; next="$class $next"; break
+  done
+  exec {fd}>&-
+  echo "$next"
+}
+worker() {
+  local id=$1 item class name t0 code
+  while :; do
+    item=$(queue_take)
+    [ -n "$item" ] || return 0
+    [ -f "$QUEUE/abort" ] && return 0
+    if [ "$item" = wait ]; then sleep 2; continue; fi
+    class=${item% *} name=${item#* }
+    t0=$(date +%s) code=0
+    (
+      [ $class = kwok ] || source "$QUEUE/real.env"
+      if [ "$name" = lib ]; then cargo test -p fluxop-e2e --locked --no-fail-fast --lib
+      else cargo test -p fluxop-e2e --locked --no-fail-fast --test "$name"; fi
+    ) >> "$QUEUE/worker-$id.log" 2>&1 || code=$?
+    echo "test $name ($class): exit $code after $(( $(date +%s) - t0 ))s on worker $id" | tee -a "$QUEUE/summary" >> "$QUEUE/worker-$id.log"
+  done
+}
+step "end-to-end tests: kwok-only ones start now, real-node ones when their images are pushed"
+for id in 1 2; do
+  set -m; worker $id & WORKERS+=($!); set +m
+done
+real_node_env
+step "real-node tests queued"
+for pid in "${WORKERS[@]}"; do wait "$pid" || true; done
+for id in 1 2; do
+  echo "---- worker $id ----"
+  cat "$QUEUE/worker-$id.log"
+done
+grep -h -E '^     Running|^test result' "$QUEUE"/worker-*.log >&2 || true
+cat "$QUEUE/summary" >&2
+failed=$(grep -v ': exit 0 after' "$QUEUE/summary" | sed -E 's/^test ([^ ]+).*/\1/' | tr '\n' ' ' || true)
+[ "$(wc -l < "$QUEUE/summary")" = $(( ${#KWOK_TESTS[@]} + ${#REAL_TESTS[@]} )) ] || die "not every test binary ran (see $QUEUE/summary)"
+[ -z "$failed" ] || die "end-to-end tests failed: $failed(logs: $QUEUE/worker-{1,2}.log)"
 
 step "all tests passed"
