@@ -51,7 +51,25 @@ pub enum Mode {
     /// Manifest GETs by digest: `200 OK` with a body (and `Content-Length`) of
     /// [`OVERSIZED_MANIFEST_BYTES`], over fluxop's limit for small bodies.
     OversizedManifest,
+    /// Manifest HEADs by tag (resolving a tag): the registry's answer without its
+    /// `Docker-Content-Digest` header; manifest GETs by tag (what a client falls back to):
+    /// `200 OK` without a length, then bytes forever.
+    HeadWithoutDigest,
+    /// Every request without `Authorization`: `401` with a bearer challenge whose realm is
+    /// the proxy's `/token`, which answers `200 OK` without a length, then bytes forever.
+    EndlessToken,
+    /// The `.sig` signature manifest (GET by tag): the registry's, with its first layer
+    /// listed [`SIGNATURE_LAYER_COPIES`] times (and no `Docker-Content-Digest`).
+    ManySignatureLayers,
+    /// Every request: `401 Unauthorized` without a challenge (a revoked or expired
+    /// credential).
+    Unauthorized,
+    /// Every manifest request: `404` with the registry's `MANIFEST_UNKNOWN` (a deleted tag).
+    NotFound,
 }
+
+/// How many times [`Mode::ManySignatureLayers`] lists the signature layer.
+pub const SIGNATURE_LAYER_COPIES: usize = 5000;
 
 /// The body size [`Mode::OversizedManifest`] answers with: 1 MiB over
 /// `fluxop::policy::registry::MAX_SMALL_BODY_BYTES`.
@@ -274,6 +292,35 @@ async fn handle(
             until_closed(&mut client).await;
             return Ok(());
         }
+        Mode::Unauthorized => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            let body =
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            client
+                .write_all(
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            return client.shutdown().await;
+        }
+        Mode::NotFound if path.contains("/manifests/") => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+            client
+                .write_all(
+                    format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            return client.shutdown().await;
+        }
         Mode::ServerError => {
             faults.fetch_add(1, Ordering::Relaxed);
             let body = "injected fault: internal server error\n";
@@ -297,12 +344,92 @@ async fn handle(
         faults.fetch_add(1, Ordering::Relaxed);
         return bad_manifest(client, mode).await;
     }
+    let by_tag = path.contains("/manifests/") && !path.contains("/manifests/sha256:");
+    match mode {
+        Mode::HeadWithoutDigest if by_tag && method == "GET" => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            return bad_manifest(client, Mode::EndlessManifest).await;
+        }
+        Mode::HeadWithoutDigest if by_tag && method == "HEAD" => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            let (response_head, _) = ask_upstream(&head, upstream).await?;
+            let stripped: String = response_head
+                .trim_end()
+                .split("\r\n")
+                .filter(|line| {
+                    !line
+                        .to_ascii_lowercase()
+                        .starts_with("docker-content-digest:")
+                })
+                .map(|line| format!("{line}\r\n"))
+                .collect();
+            let length = header(&response_head, "content-length").and_then(|l| l.parse().ok());
+            client
+                .write_all(with_length(&stripped, length).as_bytes())
+                .await?;
+            return client.shutdown().await;
+        }
+        Mode::EndlessToken if path.starts_with("/token") => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            client
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"")
+                .await?;
+            let block = vec![b'a'; BLOCK];
+            while client.write_all(&block).await.is_ok() {}
+            return Ok(());
+        }
+        Mode::EndlessToken if header(&head, "authorization").is_none() => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            let realm = format!("http://{}/token", client.local_addr()?);
+            client
+                .write_all(
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"fault-proxy\"\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            return client.shutdown().await;
+        }
+        Mode::ManySignatureLayers if by_tag && method == "GET" && path.ends_with(".sig") => {
+            faults.fetch_add(1, Ordering::Relaxed);
+            let (response_head, body) = ask_upstream(&head, upstream).await?;
+            let mut manifest: serde_json::Value =
+                serde_json::from_slice(&body).map_err(std::io::Error::other)?;
+            let first = manifest["layers"][0].clone();
+            manifest["layers"] = serde_json::Value::Array(vec![first; SIGNATURE_LAYER_COPIES]);
+            let body = serde_json::to_vec(&manifest).map_err(std::io::Error::other)?;
+            let status_line = response_head
+                .split("\r\n")
+                .next()
+                .unwrap_or("HTTP/1.1 200 OK");
+            client
+                .write_all(
+                    format!(
+                        "{status_line}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            client.write_all(&body).await?;
+            return client.shutdown().await;
+        }
+        _ => {}
+    }
     let blob_fault = method == "GET"
         && path.contains("/blobs/")
         && target.as_deref().is_none_or(|t| path.contains(t))
         && !matches!(
             mode,
-            Mode::PassThrough | Mode::EndlessManifest | Mode::OversizedManifest
+            Mode::PassThrough
+                | Mode::EndlessManifest
+                | Mode::OversizedManifest
+                | Mode::HeadWithoutDigest
+                | Mode::EndlessToken
+                | Mode::ManySignatureLayers
+                | Mode::Unauthorized
+                | Mode::NotFound
         );
 
     let mut server = TcpStream::connect(upstream).await?;
@@ -396,10 +523,29 @@ async fn handle(
         | Mode::ServerError
         | Mode::Down
         | Mode::EndlessManifest
-        | Mode::OversizedManifest => {}
+        | Mode::OversizedManifest
+        | Mode::HeadWithoutDigest
+        | Mode::EndlessToken
+        | Mode::ManySignatureLayers
+        | Mode::Unauthorized
+        | Mode::NotFound => {}
     }
     uploading.abort();
     Ok(())
+}
+
+/// Sends the request (without a body) to the registry and reads its whole answer: the
+/// response head and body.
+async fn ask_upstream(head: &str, upstream: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let mut server = TcpStream::connect(upstream).await?;
+    server
+        .write_all(rewrite_request(head, upstream).as_bytes())
+        .await?;
+    let (response_head, mut body) = read_head(&mut server).await?;
+    if !head.starts_with("HEAD ") {
+        server.read_to_end(&mut body).await?;
+    }
+    Ok((response_head, body))
 }
 
 /// Answers a manifest GET with an endless or an oversized JSON-ish body (whitespace after an

@@ -134,8 +134,10 @@ pub fn is_ready(object: &Value) -> bool {
     let Some(ready) = condition(object, "Ready").filter(|c| c["status"] == "True") else {
         return false;
     };
-    let observed = match &object["status"]["observedGeneration"] {
-        Value::Null => &ready["observedGeneration"],
+    // The condition's own generation first: Flux writes its conditions before the status's
+    // observedGeneration (which stays -1 until the end of a first reconcile).
+    let observed = match &ready["observedGeneration"] {
+        Value::Null => &object["status"]["observedGeneration"],
         observed => observed,
     };
     observed.is_null() || *observed == object["metadata"]["generation"]

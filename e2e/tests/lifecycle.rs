@@ -795,6 +795,47 @@ async fn an_upgrade_that_does_not_become_healthy_is_rolled_back_to_the_previous_
         rolled.status.and_then(|s| s.last_attempted_revision)
     );
     assert!(proxy.faults_injected() > 0);
+
+    // A new spec ends the hold. When it fails too (the bundle has no such version), the
+    // stored status tells that failure and no longer carries the rollback: what fluxop
+    // computes is what the API server keeps, fields it dropped included.
+    proxy.set(Mode::PassThrough);
+    cluster.apply(&annotated("2.99.x"));
+    let generation = api.get("flux").await.expect("get").metadata.generation;
+    let failed = wait_for_instance(&api, 2 * MINUTE, "the new spec's failure", |i| {
+        condition(i, "Ready")
+            .is_some_and(|c| c.status == "False" && c.observed_generation == generation)
+    })
+    .await;
+    let stored: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "get",
+        "fluxinstance",
+        "flux",
+        "-n",
+        "flux-system",
+        "-o",
+        "json",
+    ]))
+    .expect("JSON");
+    assert!(
+        stored["status"].get("rollback").is_none(),
+        "the ended hold is still stored: {}",
+        stored["status"]["rollback"]
+    );
+    let stalled = condition(&failed, "Stalled");
+    assert!(
+        stalled.as_ref().is_none_or(|c| c.reason != "RolledBack"),
+        "the new failure still reads as a rollback: {stalled:?}"
+    );
+    println!(
+        "after the hold: Ready=False {}: {}",
+        condition(&failed, "Ready")
+            .map(|c| c.reason)
+            .unwrap_or_default(),
+        condition(&failed, "Ready")
+            .map(|c| c.message)
+            .unwrap_or_default()
+    );
 }
 
 #[tokio::test]

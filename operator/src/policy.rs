@@ -11,16 +11,56 @@ pub mod registry {
     /// Connect and read timeout of each request (`--registry-timeout` overrides it).
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
     /// The largest bundle layer downloaded at all (the manifest's declared size is checked
-    /// first, and the body is cut off at the declared size while it streams).
-    pub const MAX_LAYER_BYTES: u64 = 256 << 20;
-    /// Manifests, signature manifests and signature layers are small JSON documents.
+    /// first, and the body is cut off at the declared size while it streams); its share of
+    /// fluxop's memory is set in [`super::memory`].
+    pub const MAX_LAYER_BYTES: u64 = super::memory::MAX_LAYER_BYTES;
+    /// Manifests, signature manifests and token responses are small JSON documents.
     pub const MAX_SMALL_BODY_BYTES: u64 = 4 << 20;
+    /// A signature manifest may list this many cosign signature layers; one with more is
+    /// refused before any layer is downloaded (cosign caps them too, since
+    /// CVE-2024-29902/29903).
+    pub const MAX_SIGNATURE_LAYERS: usize = 32;
+    /// Each signature layer: a SimpleSigning payload of a few hundred bytes. With the count
+    /// above, at most 2 MiB of signatures are read per verification.
+    pub const MAX_SIGNATURE_LAYER_BYTES: u64 = 64 << 10;
     /// Tags are listed this many per page.
     pub const TAG_PAGE: usize = 100;
     /// A whole fetch of an artifact (resolve, signature, manifest, layer) ends within this
     /// many request timeouts, however slowly the registry sends: the request timeout alone
     /// bounds each wait, not a registry that drips one byte at a time.
     pub const FETCH_DEADLINE_FACTOR: u32 = 4;
+}
+
+/// fluxop's memory: the container limit in `deploy/` and the chart, and what one bundle may
+/// take of it. While a bundle is unpacked it is in memory twice (the compressed layer and its
+/// files), and one release of it once more while it is parsed and rendered; these caps keep
+/// that, on top of what the operator holds anyway, under the limit (checked at compile time
+/// below; a unit test checks that `deploy/` and the chart set this limit). An operator serves
+/// one namespace, which holds one FluxInstance (named `flux`), so one bundle is in hand at a
+/// time.
+pub mod memory {
+    /// `resources.limits.memory` of fluxop's container.
+    pub const CONTAINER_LIMIT_BYTES: u64 = 256 << 20;
+    /// What the operator holds without a bundle: runtime, watch caches, HTTP clients (about
+    /// 30 MiB measured on the test bed), with room to spare.
+    pub const OPERATOR_BYTES: u64 = 64 << 20;
+    /// The compressed bundle layer (four Flux releases take well under 1 MiB).
+    pub const MAX_LAYER_BYTES: u64 = 64 << 20;
+    /// Its files once unpacked: in all, each, and how many.
+    pub const MAX_UNPACKED_BYTES: u64 = 64 << 20;
+    pub const MAX_FILE_BYTES: u64 = 16 << 20;
+    pub const MAX_FILES: usize = 10_000;
+    /// The tar headers before each file, with PAX and GNU long-name records (which the tar
+    /// reader reads whole) and the padding of the file before.
+    pub const MAX_ENTRY_HEADER_BYTES: u64 = 64 << 10;
+    /// One release parsed and rendered: its objects take a few times their YAML text.
+    pub const RENDER_BYTES: u64 = 48 << 20;
+
+    const _: () = assert!(
+        OPERATOR_BYTES + MAX_LAYER_BYTES + MAX_UNPACKED_BYTES + RENDER_BYTES
+            <= CONTAINER_LIMIT_BYTES
+    );
+    const _: () = assert!(MAX_FILE_BYTES <= MAX_UNPACKED_BYTES);
 }
 
 /// The Kubernetes API.
@@ -36,6 +76,10 @@ pub mod kube {
     /// Attempts of a write guarded by a resourceVersion or uid precondition (ownership
     /// takeover, prune) when the object keeps changing between the read and the write.
     pub const CONFLICT_ATTEMPTS: usize = 3;
+    /// While the operator is not ready after a watch error: how often the API server is asked
+    /// whether it answers again, and how long each probe may take.
+    pub const READINESS_PROBE: Duration = Duration::from_secs(2);
+    pub const READINESS_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long uninstall waits for the Flux controllers' pods to be gone before it strips
     /// finalizers (then it fails and the deletion is retried).
     pub const CONTROLLERS_GONE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,6 +96,23 @@ pub mod requeue {
     pub const CANCELED: Duration = Duration::from_secs(1);
     /// After an error writing status or a finalizer (the controller's error policy).
     pub const ERROR: Duration = Duration::from_secs(30);
+}
+
+/// fluxop's own HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
+pub mod http {
+    use super::Duration;
+
+    /// A request's headers arrive within this, or the connection is closed.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    /// A connection is closed after this long (a scrape or a probe takes milliseconds).
+    pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+    /// Connections served at once (kubelet probes and a few scrapers need a handful).
+    pub const MAX_CONNECTIONS: usize = 64;
+    /// What a connection may buffer of a request (hyper's minimum).
+    pub const MAX_BUFFER_BYTES: usize = 8192;
+    /// Pauses after a failed accept: doubling from the first to the last.
+    pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+    pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 }
 
 /// FluxFleet hub: reaching member clusters.
@@ -112,5 +173,25 @@ mod tests {
         assert_eq!(retry_after(s(30)), s(30));
         assert_eq!(retry_after(s(61)), s(61));
         assert_eq!(retry_after(s(3600)), s(600));
+    }
+
+    #[test]
+    fn the_deployment_and_the_chart_set_the_memory_limit_the_caps_are_sized_for() {
+        let expected = format!("{}Mi", memory::CONTAINER_LIMIT_BYTES >> 20);
+        for file in ["deploy/deployment.yaml", "charts/fluxop/values.yaml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(file);
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let limits = text
+                .split("limits:")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{file} sets no limits"));
+            let limit = limits
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("memory:"))
+                .map(str::trim);
+            assert_eq!(limit, Some(expected.as_str()), "{file}");
+        }
     }
 }

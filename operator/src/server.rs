@@ -4,14 +4,15 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
 use http_body_util::Full;
 use hyper::{
     Request, Response, StatusCode, body::Bytes, header, server::conn::http1, service::service_fn,
 };
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::telemetry::Metrics;
 
@@ -99,26 +100,81 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// How much a client of the endpoints may take: they answer small requests at once, so
+/// anything slow or numerous is someone else's problem, not the operator's.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's headers must arrive within this once they have begun.
+    pub header_read_timeout: Duration,
+    /// A connection is closed (gracefully) after this long, however busy.
+    pub connection_lifetime: Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use crate::policy::http;
+        Self {
+            header_read_timeout: http::HEADER_READ_TIMEOUT,
+            connection_lifetime: http::CONNECTION_LIFETIME,
+            max_connections: http::MAX_CONNECTIONS,
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, state: Arc<State>) {
+    serve_within(listener, state, Limits::default()).await
+}
+
+/// Serves forever within `limits`. Accept errors (out of file descriptors, most often)
+/// repeat at once, so they are waited out with a growing pause instead of spinning.
+pub async fn serve_within(listener: TcpListener, state: Arc<State>, limits: Limits) {
+    use crate::policy::http::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
+            Ok(connection) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                connection
+            }
             Err(error) => {
-                tracing::warn!(%error, "accepting an HTTP connection failed");
+                tracing::warn!(%error, pause_ms = backoff.as_millis() as u64, "accepting an HTTP connection failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, limit = limits.max_connections, "too many HTTP connections; closing a new one");
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let response = route(&state, request.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, %peer, "HTTP connection ended with an error");
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(crate::policy::http::MAX_BUFFER_BYTES);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, %peer, "HTTP connection ended with an error");
+                    }
+                }
+                () = tokio::time::sleep(limits.connection_lifetime) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.header_read_timeout, connection).await;
+                }
             }
         });
     }
@@ -146,6 +202,77 @@ mod tests {
         assert_eq!(
             state.health.not_ready_reason().as_deref(),
             Some("watch failed")
+        );
+    }
+
+    /// Serves `state` on a loopback port within `limits`; returns the address.
+    async fn start(limits: Limits) -> SocketAddr {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve_within(listener, Arc::new(state()), limits));
+        address
+    }
+
+    /// Reads until the server closes the connection (or `within` passes: then `None`).
+    async fn closed_within(
+        stream: &mut tokio::net::TcpStream,
+        within: Duration,
+    ) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        tokio::time::timeout(within, stream.read_to_end(&mut received))
+            .await
+            .ok()
+            .map(|_| received)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_headers_is_dropped_and_too_many_are_refused() {
+        use tokio::io::AsyncWriteExt;
+        let address = start(Limits {
+            header_read_timeout: Duration::from_millis(200),
+            connection_lifetime: Duration::from_secs(30),
+            max_connections: 2,
+        })
+        .await;
+        // Half a request line, then silence: closed once the header timeout passes.
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"GET /hea").await.unwrap();
+        assert!(
+            closed_within(&mut slow, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a silent client kept its connection"
+        );
+        // Two slow connections take both slots; a third is closed at once, unanswered.
+        let mut first = tokio::net::TcpStream::connect(address).await.unwrap();
+        first.write_all(b"GET /").await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(address).await.unwrap();
+        second.write_all(b"GET /").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+        let _ = third
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        assert_eq!(
+            closed_within(&mut third, Duration::from_secs(1)).await,
+            Some(Vec::new()),
+            "a connection over the cap was served"
+        );
+        // Once the slow ones time out, requests are served again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut fresh = tokio::net::TcpStream::connect(address).await.unwrap();
+        fresh
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = closed_within(&mut fresh, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
         );
     }
 

@@ -9,6 +9,7 @@ use std::{
 
 use fluxop::{api::FluxInstance, apply::object};
 use fluxop_e2e::{
+    cluster::http_get,
     cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
     fluxop_bin, repo_root,
 };
@@ -22,6 +23,58 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// wants it to.
 const SPEC: &str = "  distribution:\n    version: \"2.9.x\"\n    registry: ghcr.io/fluxcd\n  kustomize:\n    patches:\n    - target: {kind: Deployment, name: source-controller}\n      patch: |\n        \
                     - {op: add, path: /spec/template/spec/nodeSelector, value: {fluxop.test/late: \"true\"}}\n";
+
+/// Polls `/readyz` every 200 ms on a thread of its own (the restart script blocks the test),
+/// keeping (time since start, status; 0 when no answer).
+struct ReadinessPoller {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<(Duration, u16)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadinessPoller {
+    fn start(health: std::net::SocketAddr) -> Self {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let code = http_get(health, "/readyz").map_or(0, |(code, _)| code);
+                kept.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((started.elapsed(), code));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Self {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn last(&self) -> Option<u16> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last()
+            .map(|(_, code)| *code)
+    }
+
+    fn stop(mut self) -> Vec<(Duration, u16)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(
+            &mut *self
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
 
 /// What `fluxop build instance` renders for `yaml`: the objects and the revision.
 fn rendered(yaml: &str, cluster: &str) -> (Vec<Value>, String) {
@@ -59,19 +112,9 @@ async fn an_api_server_restarted_mid_reconcile_is_waited_out_and_the_instance_en
     let client = cluster.client().await;
     cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
     let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
-    // The outage (the kill, 3 s down, the start, ~8 s here) is shorter than these: the
-    // leader keeps its lease, and what is tested is how the reconcile comes through, not a
-    // hand-over (killing_the_leader_mid_upgrade_... in lifecycle.rs has that).
-    let operator = cluster
-        .start_operator_with_env(
-            "flux-system",
-            &[],
-            &[
-                ("FLUXOP_LEADER_ELECTION_LEASE_DURATION", "90s"),
-                ("FLUXOP_LEADER_ELECTION_RENEW_DEADLINE", "60s"),
-            ],
-        )
-        .await;
+    // The default lease timings: the outage (the kill, 3 s down, the start) is what a
+    // rolling restart of a control plane looks like to an operator.
+    let operator = cluster.start_operator("flux-system", &[]).await;
     let pid_alive = || operator.memory_kib().is_some();
 
     let yaml = instance_yaml("flux-system", SPEC);
@@ -90,6 +133,14 @@ async fn an_api_server_restarted_mid_reconcile_is_waited_out_and_the_instance_en
     tokio::time::sleep(Duration::from_secs(2)).await;
     let watch_errors_before = sample(&operator, "fluxop_watch_errors_total");
 
+    // Ready before the restart; /readyz is then polled all through it.
+    assert_eq!(
+        http_get(operator.health, "/readyz").map(|(code, _)| code),
+        Some(200),
+        "fluxop is not ready before the restart"
+    );
+    let readiness = ReadinessPoller::start(operator.health);
+
     // The API server goes away mid-wait and comes back.
     let stopped = Instant::now();
     let restart = Command::new(repo_root().join("hack/apiserver-restart.sh"))
@@ -106,6 +157,33 @@ async fn an_api_server_restarted_mid_reconcile_is_waited_out_and_the_instance_en
         String::from_utf8_lossy(&restart.stdout).trim()
     );
     assert!(pid_alive(), "fluxop exited while the API server was down");
+    let back = stopped.elapsed();
+    // Ready again once the API server answers: it does not stay out of its Service.
+    fluxop_e2e::eventually(
+        MINUTE,
+        "/readyz to answer 200 after the restart",
+        || async { (readiness.last() == Some(200)).then_some(()) },
+    )
+    .await;
+    let samples = readiness.stop();
+    let not_ready: Vec<&(Duration, u16)> =
+        samples.iter().filter(|(_, code)| *code == 503).collect();
+    assert!(
+        !not_ready.is_empty(),
+        "/readyz never said not ready while the API server was down: {samples:?}"
+    );
+    let ready_again = samples
+        .iter()
+        .rev()
+        .take_while(|(_, code)| *code == 200)
+        .last()
+        .map(|(at, _)| *at)
+        .expect("a 200 at the end");
+    println!(
+        "readiness: 503 from {:.1?} to {:.1?} after the stop; the API server answered at {back:.1?}, /readyz 200 again at {ready_again:.1?}",
+        not_ready.first().map(|(at, _)| *at).unwrap_or_default(),
+        not_ready.last().map(|(at, _)| *at).unwrap_or_default(),
+    );
 
     // Now source-controller can be scheduled: the instance must end Ready at the revision
     // rendered, with the whole inventory, without anyone touching it.

@@ -36,6 +36,56 @@ struct Bed {
     proxy: FaultProxy,
     operator: Operator,
     requests: u32,
+    /// The bundle's tag in the test registry, its layer and the key that signed it.
+    tag: ArtifactRef,
+    layer: Vec<u8>,
+    signer: signature::KeyPair,
+}
+
+/// A gzip'd tar of one file whose ustar header says 0 bytes, preceded by a PAX record saying
+/// `size` bytes, and `size` zero bytes of content.
+fn pax_size_bomb(size: u64) -> Vec<u8> {
+    use std::io::Write;
+    let body = format!(" size={size}\n");
+    let mut length = body.len() + 1;
+    while format!("{length}{body}").len() != length {
+        length += 1;
+    }
+    let record = format!("{length}{body}");
+    let header = |name: &str, kind: tar::EntryType, size: u64| {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).expect("path");
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        header
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(
+        header(
+            "PaxHeaders/bomb.yaml",
+            tar::EntryType::XHeader,
+            record.len() as u64,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut padded = record.into_bytes();
+    padded.resize(padded.len().div_ceil(512) * 512, 0);
+    gz.write_all(&padded).unwrap();
+    gz.write_all(header("flux/v2.9.4/bomb.yaml", tar::EntryType::Regular, 0).as_bytes())
+        .unwrap();
+    let block = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    while written < size {
+        let n = (size - written).min(block.len() as u64) as usize;
+        gz.write_all(&block[..n]).unwrap();
+        written += n as u64;
+    }
+    let padding = (size.div_ceil(512) * 512 - size) as usize + 1024;
+    gz.write_all(&vec![0u8; padding]).unwrap();
+    gz.finish().unwrap()
 }
 
 /// A kwok cluster, a signed bundle in the test registry, the proxy in front of it (blob faults
@@ -81,6 +131,9 @@ async fn bed(prefix: &str) -> (Bed, String) {
             proxy,
             operator,
             requests: 0,
+            tag,
+            layer,
+            signer,
         },
         spec,
     )
@@ -125,47 +178,92 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
         "manifest is larger than the limit of {} bytes",
         fluxop::policy::registry::MAX_SMALL_BODY_BYTES
     );
-    let cases: [(Mode, &str, &[&str]); 9] = [
+    let token_limit = format!(
+        "token response is larger than the limit of {} bytes",
+        fluxop::policy::registry::MAX_SMALL_BODY_BYTES
+    );
+    let too_many_signatures = format!(
+        "lists {} layers, over the limit of {}",
+        fluxop_e2e::faults::SIGNATURE_LAYER_COPIES,
+        fluxop::policy::registry::MAX_SIGNATURE_LAYERS
+    );
+    const ARTIFACT: &str = "ArtifactFailed";
+    let cases: [(Mode, &str, &str, &[&str]); 12] = [
         (
             Mode::Stall,
             "stall after headers",
+            ARTIFACT,
             &["pull layer of", "timed out"],
         ),
-        (Mode::Oversized, "oversized blob", &["larger than declared"]),
+        (
+            Mode::Oversized,
+            "oversized blob",
+            ARTIFACT,
+            &["larger than declared"],
+        ),
         (
             Mode::EndlessManifest,
             "endless manifest",
+            ARTIFACT,
             &[manifest_limit.as_str()],
+        ),
+        (
+            Mode::HeadWithoutDigest,
+            "HEAD without the digest header, endless GET",
+            ARTIFACT,
+            &["resolve", "without a Docker-Content-Digest header"],
         ),
         (
             Mode::ServerError,
             "500 for everything",
+            ARTIFACT,
             &["server error 500"],
         ),
-        (Mode::Endless, "endless blob", &["larger than declared"]),
+        (
+            Mode::EndlessToken,
+            "endless token response",
+            ARTIFACT,
+            &[token_limit.as_str()],
+        ),
+        (
+            Mode::Endless,
+            "endless blob",
+            ARTIFACT,
+            &["larger than declared"],
+        ),
+        (
+            Mode::ManySignatureLayers,
+            "thousands of signature layers",
+            "VerificationFailed",
+            &[too_many_signatures.as_str(), "none was downloaded"],
+        ),
         (
             Mode::OversizedManifest,
             "oversized manifest",
+            ARTIFACT,
             &[manifest_limit.as_str()],
         ),
         (
             Mode::Truncated,
             "truncated blob",
+            ARTIFACT,
             &["broke off", "truncated"],
         ),
         (
             Mode::Hang,
             "accept, never answer",
+            ARTIFACT,
             &["resolve", "timed out"],
         ),
         (
             Mode::DisappearMidPull,
             "disappears mid-pull",
+            ARTIFACT,
             &["broke off", "lost connection"],
         ),
     ];
     let mut first = true;
-    for (mode, name, expected) in cases {
+    for (mode, name, reason, expected) in cases {
         bed.proxy.set(mode);
         let faults_before = bed.proxy.faults_injected();
         let started = Instant::now();
@@ -182,7 +280,7 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
             |i| {
                 condition(i, "Ready").is_some_and(|c| {
                     c.status == "False"
-                        && c.reason == "ArtifactFailed"
+                        && c.reason == reason
                         && expected.iter().all(|e| c.message.contains(e))
                 })
             },
@@ -226,8 +324,53 @@ async fn a_misbehaving_registry_fails_the_first_install_cleanly_and_in_bounded_m
         );
     }
 
-    // The registry behaves again: the install goes through.
+    // A signed bundle whose tar header says 0 bytes while a PAX record (which tar readers
+    // obey) says 200 MB, and 200 MB follow (compressed to a few hundred KiB): refused by the
+    // per-file cap before its content is read, in bounded memory.
     bed.proxy.set(Mode::PassThrough);
+    let bomb_size: u64 = 200_000_000;
+    let bomb = pax_size_bomb(bomb_size);
+    println!("PAX size bomb: a layer of {} KiB", bomb.len() / 1024);
+    fluxop_e2e::fleet::push(&bed.tag, &bomb, Some(&bed.signer)).await;
+    let started = Instant::now();
+    bed.request_reconcile();
+    let refused = format!(
+        "declares {bomb_size} bytes, over the limit of {} bytes per file",
+        fluxop::policy::memory::MAX_FILE_BYTES
+    );
+    let failed = wait_for_instance(
+        &bed.api,
+        2 * MINUTE,
+        "the PAX size bomb to be refused",
+        |i| {
+            condition(i, "Ready")
+                .is_some_and(|c| c.status == "False" && c.message.contains(&refused))
+        },
+    )
+    .await;
+    let (peak, rss) = bed.memory();
+    println!(
+        "PAX size bomb: refused in {:.1?}; fluxop peak RSS {peak} KiB, RSS {rss} KiB; {}",
+        started.elapsed(),
+        describe(&failed, "Ready")
+    );
+    assert!(
+        peak < PEAK_RSS_BOUND_KIB,
+        "PAX size bomb: fluxop's peak RSS {peak} KiB is over {PEAK_RSS_BOUND_KIB} KiB"
+    );
+    assert!(
+        bed.deployments()
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "PAX size bomb: something was applied"
+    );
+
+    // The registry behaves again and the tag is back on a good bundle: the install goes
+    // through.
+    fluxop_e2e::fleet::push(&bed.tag, &bed.layer, Some(&bed.signer)).await;
     let started = Instant::now();
     bed.request_reconcile();
     wait_for_instance(&bed.api, 3 * MINUTE, "the install to recover", |i| {
@@ -323,4 +466,70 @@ async fn drift_is_still_corrected_during_a_registry_outage() {
     );
     let (peak, rss) = bed.memory();
     println!("outage: fluxop peak RSS {peak} KiB, RSS {rss} KiB");
+
+    // Refusals that are not outages keep the applied bundle converging too: a revoked
+    // credential (401), a deleted tag (404), a verify Secret deleted by mistake. Each time a
+    // deleted controller comes back, and FetchFailed names the cause.
+    let deployments = bed.deployments();
+    let cases: [(&str, &str); 3] = [
+        ("401 for everything", "registry refused access"),
+        ("404 for the tag", "not found"),
+        (
+            "the verify Secret deleted",
+            "cosign-pub (verify.secretRef) does not exist",
+        ),
+    ];
+    for (name, expected) in cases {
+        match name {
+            "401 for everything" => bed.proxy.set(Mode::Unauthorized),
+            "404 for the tag" => bed.proxy.set(Mode::NotFound),
+            _ => {
+                bed.proxy.set(Mode::PassThrough);
+                bed.cluster
+                    .kubectl_ok(&["delete", "secret", "cosign-pub", "-n", "flux-system"]);
+            }
+        }
+        bed.request_reconcile();
+        wait_for_instance(
+            &bed.api,
+            MINUTE,
+            &format!("{name}: FetchFailed=True naming it, Ready=True"),
+            |i| {
+                condition(i, "FetchFailed")
+                    .is_some_and(|c| c.status == "True" && c.message.contains(expected))
+                    && condition(i, "Ready").is_some_and(|c| c.status == "True")
+            },
+        )
+        .await;
+        let uid_before = deployments
+            .get("source-controller")
+            .await
+            .expect("source-controller")
+            .metadata
+            .uid;
+        let started = Instant::now();
+        bed.cluster.kubectl_ok(&[
+            "delete",
+            "deployment/source-controller",
+            "-n",
+            "flux-system",
+            "--wait=false",
+        ]);
+        eventually(
+            2 * MINUTE,
+            &format!("{name}: source-controller to be recreated"),
+            || async {
+                let d = deployments.get_opt("source-controller").await.ok()??;
+                (d.metadata.uid != uid_before && d.metadata.deletion_timestamp.is_none())
+                    .then_some(())
+            },
+        )
+        .await;
+        let instance = bed.api.get("flux").await.expect("get");
+        println!(
+            "{name}: drift corrected in {:?}; {}",
+            started.elapsed(),
+            describe(&instance, "FetchFailed")
+        );
+    }
 }

@@ -3,9 +3,11 @@
 //! or exhaust the operator: path traversal, links and devices, too many files, too many bytes.
 
 use std::{
+    cell::Cell,
     collections::BTreeMap,
     io::{self, Read},
     path::{Component, Path},
+    rc::Rc,
 };
 
 use flate2::{Compression, GzBuilder, read::GzDecoder};
@@ -21,15 +23,21 @@ pub struct Limits {
     pub max_total_bytes: u64,
     pub max_file_bytes: u64,
     pub max_files: usize,
+    /// Header bytes before each file: its tar header, PAX and GNU long-name records, and the
+    /// padding of the file before it.
+    pub max_header_bytes: u64,
 }
 
 impl Default for Limits {
-    /// Four Flux releases take about 4 MiB in 50 files; these leave room for many more.
+    /// Four Flux releases take about 4 MiB in 50 files; the caps leave room for many more and
+    /// are sized to fluxop's memory limit ([`crate::policy::memory`]).
     fn default() -> Self {
+        use crate::policy::memory;
         Self {
-            max_total_bytes: 256 << 20,
-            max_file_bytes: 32 << 20,
-            max_files: 10_000,
+            max_total_bytes: memory::MAX_UNPACKED_BYTES,
+            max_file_bytes: memory::MAX_FILE_BYTES,
+            max_files: memory::MAX_FILES,
+            max_header_bytes: memory::MAX_ENTRY_HEADER_BYTES,
         }
     }
 }
@@ -48,6 +56,11 @@ pub enum Error {
         declared: u64,
         limit: u64,
     },
+    #[error(
+        "bundle entry headers take more than {limit} bytes before one file (an oversized PAX or \
+         GNU long-name record, or data where none belongs)"
+    )]
+    HeaderTooLarge { limit: u64 },
     #[error("bundle holds more than {limit} bytes once unpacked")]
     TotalTooLarge { limit: u64 },
     #[error("bundle holds more than {limit} files")]
@@ -108,19 +121,68 @@ fn normalized(path: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// The decompressed stream, read only as far as the unpacker allows at each point: up to
+/// [`Limits::max_header_bytes`] while the tar reader looks for the next file (it reads PAX
+/// and GNU long-name records whole, before the caller sees the entry), then the file's own
+/// size while its content is read. So no record, header or file is ever read past a cap,
+/// whatever its header or a PAX `size` record says.
+struct Allowance<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Allowance<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if left == 0 {
+            self.exceeded.set(true);
+            return Err(io::Error::other("bundle layer read past its allowance"));
+        }
+        let room = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let read = self.inner.read(&mut buf[..room])?;
+        self.left.set(left - read as u64);
+        Ok(read)
+    }
+}
+
 /// Unpacks a gzip'd tar into memory within `limits`, before anything is written anywhere.
+/// Sizes are the ones the tar reader really reads (a PAX `size` record overrides the
+/// header's), checked before the content is read, and the content is read through the same
+/// cap.
 pub fn unpack(layer: &[u8], limits: &Limits) -> Result<Files, Error> {
-    // Bound the decompressed stream too: headers and padding take at most 1 KiB per file.
-    let stream_limit = limits.max_total_bytes + (limits.max_files as u64 + 2) * 1024;
-    let mut archive = tar::Archive::new(GzDecoder::new(layer).take(stream_limit));
+    let left = Rc::new(Cell::new(limits.max_header_bytes));
+    let exceeded = Rc::new(Cell::new(false));
+    let stream = Allowance {
+        inner: GzDecoder::new(layer),
+        left: left.clone(),
+        exceeded: exceeded.clone(),
+    };
+    let corrupt = |error: io::Error| {
+        if exceeded.get() {
+            Error::HeaderTooLarge {
+                limit: limits.max_header_bytes,
+            }
+        } else {
+            Error::Corrupt(error)
+        }
+    };
+    let mut archive = tar::Archive::new(stream);
     let mut files = Files::new();
     let mut total = 0u64;
-    for entry in archive.entries().map_err(Error::Corrupt)? {
-        let mut entry = entry.map_err(Error::Corrupt)?;
-        let raw_path = entry.path().map_err(Error::Corrupt)?.into_owned();
+    let mut entries = archive.entries().map_err(corrupt)?;
+    loop {
+        // The headers (and records) of the next entry.
+        left.set(limits.max_header_bytes);
+        let Some(entry) = entries.next() else { break };
+        let mut entry = entry.map_err(corrupt)?;
+        let raw_path = entry.path().map_err(corrupt)?.into_owned();
         let display = raw_path.to_string_lossy().into_owned();
         let Some(path) = normalized(&raw_path) else {
-            if raw_path.components().all(|c| c == Component::CurDir) {
+            if raw_path.components().all(|c| c == Component::CurDir) && entry.size() == 0 {
                 continue; // the archive's "./" root entry
             }
             return Err(Error::PathTraversal { path: display });
@@ -135,15 +197,16 @@ pub fn unpack(layer: &[u8], limits: &Limits) -> Result<Files, Error> {
                 });
             }
         }
-        let declared = entry.header().size().map_err(Error::Corrupt)?;
-        if declared > limits.max_file_bytes {
+        // What the reader will read: the PAX size when there is one, not the header's.
+        let size = entry.size();
+        if size > limits.max_file_bytes {
             return Err(Error::FileTooLarge {
                 path,
-                declared,
+                declared: size,
                 limit: limits.max_file_bytes,
             });
         }
-        total += declared;
+        total += size;
         if total > limits.max_total_bytes {
             return Err(Error::TotalTooLarge {
                 limit: limits.max_total_bytes,
@@ -154,8 +217,10 @@ pub fn unpack(layer: &[u8], limits: &Limits) -> Result<Files, Error> {
                 limit: limits.max_files,
             });
         }
-        let mut content = Vec::with_capacity(declared as usize);
-        entry.read_to_end(&mut content).map_err(Error::Corrupt)?;
+        // The entry reads exactly `size` bytes; the allowance holds the stream to that too.
+        left.set(size);
+        let mut content = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut content).map_err(corrupt)?;
         if files.insert(path.clone(), content).is_some() {
             return Err(Error::Duplicate { path });
         }
@@ -241,20 +306,39 @@ mod tests {
         ])
     }
 
-    /// A tar with one raw entry, for inputs `pack` would never make.
-    fn raw_tar(path: &[u8], kind: tar::EntryType, declared: u64, content: &[u8]) -> Vec<u8> {
-        let mut header = tar::Header::new_old();
-        header.as_old_mut().name[..path.len()].copy_from_slice(path);
-        header.set_entry_type(kind);
-        header.set_size(declared);
-        header.set_mode(0o644);
-        header.set_cksum();
-        let mut tar = header.as_bytes().to_vec();
-        tar.extend_from_slice(content);
-        tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    /// A gzip'd tar of raw entries (path, type, size in the header, content), for inputs
+    /// `pack` would never make.
+    fn raw_entries(entries: &[(&[u8], tar::EntryType, u64, &[u8])]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        for (path, kind, declared, content) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.as_ustar_mut().unwrap().name[..path.len()].copy_from_slice(path);
+            header.set_entry_type(*kind);
+            header.set_size(*declared);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.extend_from_slice(header.as_bytes());
+            tar.extend_from_slice(content);
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.resize(tar.len() + 1024, 0);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
         io::Write::write_all(&mut gz, &tar).unwrap();
         gz.finish().unwrap()
+    }
+
+    fn raw_tar(path: &[u8], kind: tar::EntryType, declared: u64, content: &[u8]) -> Vec<u8> {
+        raw_entries(&[(path, kind, declared, content)])
+    }
+
+    /// A PAX record as tar writes it: `<length> <key>=<value>\n`, the length counting itself.
+    fn pax_record(key: &str, value: &str) -> Vec<u8> {
+        let body = format!(" {key}={value}\n");
+        let mut length = body.len() + 1;
+        while format!("{length}{body}").len() != length {
+            length += 1;
+        }
+        format!("{length}{body}").into_bytes()
     }
 
     #[test]
@@ -323,6 +407,91 @@ mod tests {
         assert!(
             error.to_string().contains("declares 10737418240 bytes"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_pax_size_record_is_the_size_checked_not_the_header_s() {
+        // The header says 0 bytes; the PAX record (which the reader obeys) says 1 MB, and
+        // 1 MB of content follows.
+        let record = pax_record("size", "1000000");
+        let content = vec![b'x'; 1_000_000];
+        let layer = raw_entries(&[
+            (
+                b"PaxHeaders/bomb.yaml",
+                tar::EntryType::XHeader,
+                record.len() as u64,
+                &record,
+            ),
+            (b"bomb.yaml", tar::EntryType::Regular, 0, &content),
+        ]);
+        let small = Limits {
+            max_file_bytes: 4096,
+            ..Limits::default()
+        };
+        let error = unpack(&layer, &small).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::FileTooLarge {
+                    declared: 1_000_000,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // Within the caps the PAX size is what is read, in full.
+        let files = unpack(&layer, &Limits::default()).unwrap();
+        assert_eq!(files["bomb.yaml"].len(), 1_000_000);
+    }
+
+    #[test]
+    fn headers_and_records_are_read_only_up_to_their_cap() {
+        // A PAX record of 1 MiB: the tar reader would read it whole before yielding the entry.
+        let record = pax_record("comment", &"x".repeat(1 << 20));
+        let layer = raw_entries(&[
+            (
+                b"PaxHeaders/a.yaml",
+                tar::EntryType::XHeader,
+                record.len() as u64,
+                &record,
+            ),
+            (b"a.yaml", tar::EntryType::Regular, 1, b"a"),
+        ]);
+        let error = unpack(&layer, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(error, Error::HeaderTooLarge { limit } if limit == Limits::default().max_header_bytes),
+            "{error}"
+        );
+        // Data hidden behind a directory entry is skipped by the reader: the same cap.
+        let hidden = vec![0u8; 1 << 20];
+        let layer = raw_entries(&[
+            (
+                b"dir/",
+                tar::EntryType::Directory,
+                hidden.len() as u64,
+                &hidden,
+            ),
+            (b"a.yaml", tar::EntryType::Regular, 1, b"a"),
+        ]);
+        assert!(matches!(
+            unpack(&layer, &Limits::default()),
+            Err(Error::HeaderTooLarge { .. })
+        ));
+        // A short PAX path record is fine.
+        let record = pax_record("path", "flux/long-name.yaml");
+        let layer = raw_entries(&[
+            (
+                b"PaxHeaders/x",
+                tar::EntryType::XHeader,
+                record.len() as u64,
+                &record,
+            ),
+            (b"x", tar::EntryType::Regular, 2, b"ok"),
+        ]);
+        assert_eq!(
+            unpack(&layer, &Limits::default()).unwrap()["flux/long-name.yaml"],
+            b"ok"
         );
     }
 

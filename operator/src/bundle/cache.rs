@@ -87,6 +87,18 @@ impl Cache {
         (entry.verified_with.as_deref() == Some(fingerprint)).then_some(layer)
     }
 
+    /// The layer of the artifact with this manifest digest, if cached, intact and stored (or
+    /// last served) after verification with some key, whichever: what a reconcile may keep
+    /// converging while the key it is to check with cannot be read (its Secret is missing).
+    pub fn get_verified_by_any_key(&self, manifest_digest: &str) -> Option<Vec<u8>> {
+        let (entry, layer) = self.read(manifest_digest)?;
+        entry
+            .verified_with
+            .as_deref()
+            .is_some_and(|fingerprint| fingerprint != UNSIGNED)
+            .then_some(layer)
+    }
+
     /// Records that the cached artifact was just verified with the key of `fingerprint` (its
     /// signature checked against the registry before the cached layer was used).
     pub fn record_verification(

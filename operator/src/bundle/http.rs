@@ -1,8 +1,10 @@
-//! Small registry GETs (manifests, and the token request they may need) read with a hard cap:
-//! oci-client reads such bodies whole before anyone can look at their size, so a registry
-//! that streams an endless manifest or token response would grow memory until the request
-//! timeout. Here the body streams and the read stops the moment it passes the cap (or at
-//! once, when `Content-Length` already says so).
+//! Every read from a registry — resolving a tag (HEAD), manifests, blobs, tag lists, and the
+//! token requests they may need — with a hard cap: oci-client reads manifests, tag lists,
+//! token responses and the GET it falls back to when a HEAD lacks `Docker-Content-Digest`
+//! whole before anyone can look at their size, so a registry that streams an endless body
+//! would grow memory until the request timeout. Here bodies stream and the read stops the
+//! moment one passes its cap (or at once, when `Content-Length` already says so); blobs are
+//! handed to the caller as a stream to read within their declared size.
 //!
 //! Auth follows the distribution spec's token flow, driven by the resource's own challenge:
 //! the request goes out with what the credentials give directly (basic or a bearer token);
@@ -171,8 +173,8 @@ pub(super) async fn read_capped(
 /// Error bodies are read only this far, for the message (never an error of their own).
 const ERROR_BODY_BYTES: u64 = 64 * 1024;
 
-/// A client for small registry GETs, bound to one set of credentials.
-pub(super) struct SmallGets {
+/// fluxop's registry reads, bound to one set of credentials.
+pub(super) struct Reads {
     client: Result<reqwest::Client, String>,
     insecure: Vec<String>,
     timeout: std::time::Duration,
@@ -181,13 +183,13 @@ pub(super) struct SmallGets {
     tokens: Mutex<HashMap<String, HeaderValue>>,
 }
 
-/// A successful small GET.
+/// A successful small read.
 pub(super) struct Body {
     pub bytes: Vec<u8>,
     pub headers: HeaderMap,
 }
 
-impl SmallGets {
+impl Reads {
     pub(super) fn new(config: &RegistryConfig, credentials: Credentials) -> Self {
         let build = || -> Result<reqwest::Client, String> {
             let mut certificates = Vec::new();
@@ -245,27 +247,31 @@ impl SmallGets {
         }
     }
 
-    /// GETs the manifest of `artifact` (by digest when pinned, else by tag) with `accept`,
-    /// the body capped at `limit` bytes.
-    pub(super) async fn manifest(
+    /// Sends `method` to `path` (under `/v2/<repository>/`) of `artifact`'s registry with
+    /// `accept`, answering a bearer challenge once with a pull token; returns the response
+    /// when it is `200 OK`, the registry's refusal classified otherwise.
+    async fn send(
         &self,
         operation: &'static str,
         artifact: &ArtifactRef,
+        method: reqwest::Method,
+        path: &str,
         accept: &[&str],
-        limit: u64,
-    ) -> Result<Body, Error> {
+    ) -> Result<reqwest::Response, Error> {
         let reference = artifact.to_oci();
         let registry = reference.resolve_registry();
         let url = format!(
-            "{}://{registry}/v2/{}/manifests/{}",
+            "{}://{registry}/v2/{}/{path}",
             scheme_for(&self.insecure, registry),
             reference.repository(),
-            reference.digest().or(reference.tag()).unwrap_or("latest"),
         );
         let key = format!("{registry}/{}", reference.repository());
         let client = self.client(artifact)?;
         let send = |authorization: Option<HeaderValue>| {
-            let mut request = client.get(&url).header(header::ACCEPT, accept.join(", "));
+            let mut request = client.request(method.clone(), &url);
+            if !accept.is_empty() {
+                request = request.header(header::ACCEPT, accept.join(", "));
+            }
             if let Some(value) = authorization {
                 request = request.header(header::AUTHORIZATION, value);
             }
@@ -307,20 +313,154 @@ impl SmallGets {
             }
         }
         let status = response.status();
-        let headers = response.headers().clone();
         if status != StatusCode::OK {
             let body = read_error_body(response).await;
             return Err(self.classify(operation, artifact, status_error(status, &body, &url)));
         }
+        Ok(response)
+    }
+
+    /// GETs the manifest of `artifact` (by digest when pinned, else by tag) with `accept`,
+    /// the body capped at `limit` bytes.
+    pub(super) async fn manifest(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        accept: &[&str],
+        limit: u64,
+    ) -> Result<Body, Error> {
+        let path = format!("manifests/{}", manifest_name(artifact));
+        let response = self
+            .send(operation, artifact, reqwest::Method::GET, &path, accept)
+            .await?;
+        let headers = response.headers().clone();
+        let bytes = self
+            .read_small(operation, artifact, "manifest", response, limit)
+            .await?;
+        Ok(Body { bytes, headers })
+    }
+
+    /// The digest the registry gives for `artifact`'s manifest in `Docker-Content-Digest`,
+    /// from a HEAD request: nothing is downloaded, and an answer without the header is
+    /// refused rather than followed by a GET of the manifest.
+    pub(super) async fn manifest_digest(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        accept: &[&str],
+    ) -> Result<String, Error> {
+        let path = format!("manifests/{}", manifest_name(artifact));
+        let response = self
+            .send(operation, artifact, reqwest::Method::HEAD, &path, accept)
+            .await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|d| is_sha256_digest(d))
+            .map(str::to_string);
+        match digest {
+            Some(digest) => Ok(digest),
+            None => Err(Error::NoDigestHeader {
+                operation,
+                reference: artifact.to_string(),
+                registry: artifact.registry.clone(),
+            }),
+        }
+    }
+
+    /// GETs the blob `digest` of `artifact`'s repository; the caller reads the body within
+    /// the blob's declared size.
+    pub(super) async fn blob(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        digest: &str,
+    ) -> Result<reqwest::Response, Error> {
+        self.send(
+            operation,
+            artifact,
+            reqwest::Method::GET,
+            &format!("blobs/{digest}"),
+            &[],
+        )
+        .await
+    }
+
+    /// One page of `artifact`'s repository's tags (`n` of them after `last`), the answer
+    /// capped like every small body.
+    pub(super) async fn tags_page(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<Vec<String>, Error> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut path = format!("tags/list?n={n}");
+        if let Some(last) = last {
+            path.push_str("&last=");
+            for byte in last.bytes() {
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
+                    path.push(byte as char);
+                } else {
+                    path.push_str(&format!("%{byte:02X}"));
+                }
+            }
+        }
+        let response = self
+            .send(
+                operation,
+                artifact,
+                reqwest::Method::GET,
+                &path,
+                &["application/json"],
+            )
+            .await?;
+        let body = self
+            .read_small(
+                operation,
+                artifact,
+                "tag list",
+                response,
+                crate::policy::registry::MAX_SMALL_BODY_BYTES,
+            )
+            .await?;
+        let list: TagList = serde_json::from_slice(&body).map_err(|e| {
+            self.classify(
+                operation,
+                artifact,
+                OciDistributionError::SpecViolationError(format!(
+                    "the tag list does not parse: {e}"
+                )),
+            )
+        })?;
+        Ok(list.tags.unwrap_or_default())
+    }
+
+    /// Reads a small body within `limit`.
+    async fn read_small(
+        &self,
+        operation: &'static str,
+        artifact: &ArtifactRef,
+        what: &'static str,
+        response: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
         match read_capped(response, limit).await {
-            Ok(bytes) => Ok(Body { bytes, headers }),
+            Ok(bytes) => Ok(bytes),
             Err(ReadError::TooLarge) => Err(Error::BodyTooLarge {
                 operation,
                 reference: artifact.to_string(),
-                what: "manifest",
+                what,
                 limit,
             }),
-            Err(ReadError::Transport(e)) => Err(transport(e)),
+            Err(ReadError::Transport(e)) => Err(self.classify(operation, artifact, e.into())),
         }
     }
 
@@ -403,6 +543,26 @@ impl SmallGets {
             )
         })
     }
+}
+
+/// The manifest to ask for: the digest when pinned, else the tag.
+fn manifest_name(artifact: &ArtifactRef) -> String {
+    let reference = artifact.to_oci();
+    reference
+        .digest()
+        .or(reference.tag())
+        .unwrap_or("latest")
+        .to_string()
+}
+
+/// `sha256:` and 64 lowercase hex digits.
+pub(super) fn is_sha256_digest(value: &str) -> bool {
+    value.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn bearer(token: &str) -> Option<HeaderValue> {

@@ -4,18 +4,23 @@
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
-use futures::StreamExt;
 use oci_client::{
-    Client, Reference,
+    Client,
     client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol},
     errors::{OciDistributionError, OciErrorCode},
-    manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor},
+    manifest::{
+        IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+        OCI_IMAGE_MEDIA_TYPE, OciDescriptor,
+    },
     secrets::RegistryAuth,
 };
 use serde::Deserialize;
 
 use super::{
-    CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, archive::digest, http::SmallGets, reference::ArtifactRef,
+    CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE,
+    archive::digest,
+    http::{Reads, is_sha256_digest},
+    reference::ArtifactRef,
 };
 use crate::policy::registry::{MAX_LAYER_BYTES, MAX_SMALL_BODY_BYTES, REQUEST_TIMEOUT, TAG_PAGE};
 
@@ -181,6 +186,16 @@ pub enum Error {
     },
     #[error("{reference}: a pull needs a digest; resolve the tag first")]
     NotPinned { reference: String },
+    #[error(
+        "{operation} {reference}: the registry {registry} answered the HEAD request without a \
+         Docker-Content-Digest header; fluxop does not download a manifest to learn its digest \
+         (pin the artifact by digest, or use a registry that sends the header)"
+    )]
+    NoDigestHeader {
+        operation: &'static str,
+        reference: String,
+        registry: String,
+    },
     #[error("{operation} {reference}: {source}")]
     Registry {
         operation: &'static str,
@@ -209,9 +224,16 @@ impl Error {
             | Error::LayerTooLarge { .. }
             | Error::DigestMismatch { .. }
             | Error::NotPinned { .. }
+            | Error::NoDigestHeader { .. }
             | Error::LargerThanDeclared { .. }
             | Error::BodyTooLarge { .. } => false,
         }
+    }
+
+    /// Whether the registry answered with a refusal of access or an absence: 401, 403, not
+    /// found (an expired token, a revoked pull secret, a deleted tag).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::NotFound { .. } | Error::Unauthorized { .. })
     }
 
     /// Sorts a registry client error into what a person can act on.
@@ -361,9 +383,10 @@ struct Manifest {
 /// underlying client keeps the first credentials it sees per registry host, so a client is
 /// never shared between identities.
 pub struct Registry {
+    /// Pushes only (the CLI's `bundle push` and `sign`); every read goes through `reads`.
     client: Client,
-    /// Manifest GETs, read with a cap (oci-client reads bodies whole).
-    small: SmallGets,
+    /// Every read, each body within a cap (oci-client reads bodies whole).
+    reads: Reads,
     config: RegistryConfig,
     credentials: Credentials,
 }
@@ -372,7 +395,7 @@ impl Registry {
     pub fn new(config: RegistryConfig, credentials: Credentials) -> Self {
         Self {
             client: Client::new(config.client_config()),
-            small: SmallGets::new(&config, credentials.clone()),
+            reads: Reads::new(&config, credentials.clone()),
             config,
             credentials,
         }
@@ -429,27 +452,29 @@ impl Registry {
         Ok(manifest_digest)
     }
 
-    /// Runs one registry call within the request timeout.
+    /// Runs one registry call (token request included) within the request timeout.
     async fn within_timeout<T>(
         &self,
         operation: &'static str,
         reference: &ArtifactRef,
-        call: impl Future<Output = Result<T, OciDistributionError>>,
+        call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result.map_err(|e| Error::classify(operation, reference, timeout, e)),
-            Err(_) => Err(Error::TimedOut {
-                operation,
-                reference: reference.to_string(),
-                registry: reference.registry.clone(),
-                after: timeout,
-                progress: String::new(),
-            }),
-        }
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::TimedOut {
+                    operation,
+                    reference: reference.to_string(),
+                    registry: reference.registry.clone(),
+                    after: timeout,
+                    progress: String::new(),
+                })
+            })
     }
 
-    /// The digest a tag points at now (a HEAD request; nothing is downloaded).
+    /// The digest a tag points at now: a HEAD request, whose answer must carry
+    /// `Docker-Content-Digest` (nothing is downloaded).
     pub async fn resolve(&self, artifact: &ArtifactRef) -> Result<String, Error> {
         if let Some(digest) = &artifact.digest {
             return Ok(digest.clone());
@@ -457,8 +482,16 @@ impl Registry {
         self.within_timeout(
             "resolve",
             artifact,
-            self.client
-                .fetch_manifest_digest(&artifact.to_oci(), &self.credentials.to_registry_auth()),
+            self.reads.manifest_digest(
+                "resolve",
+                artifact,
+                &[
+                    OCI_IMAGE_MEDIA_TYPE,
+                    OCI_IMAGE_INDEX_MEDIA_TYPE,
+                    IMAGE_MANIFEST_MEDIA_TYPE,
+                    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+                ],
+            ),
         )
         .await
     }
@@ -473,24 +506,18 @@ impl Registry {
         artifact: &ArtifactRef,
         accepted_media_types: &[&str],
     ) -> Result<(String, Vec<u8>), Error> {
-        let timeout = self.config.timeout;
-        let body = tokio::time::timeout(
-            timeout,
-            self.small.manifest(
+        let body = self
+            .within_timeout(
                 operation,
                 artifact,
-                accepted_media_types,
-                MAX_SMALL_BODY_BYTES,
-            ),
-        )
-        .await
-        .map_err(|_| Error::TimedOut {
-            operation,
-            reference: artifact.to_string(),
-            registry: artifact.registry.clone(),
-            after: timeout,
-            progress: String::new(),
-        })??;
+                self.reads.manifest(
+                    operation,
+                    artifact,
+                    accepted_media_types,
+                    MAX_SMALL_BODY_BYTES,
+                ),
+            )
+            .await?;
         let actual = digest(&body.bytes);
         let header_digest = body
             .headers
@@ -559,50 +586,39 @@ impl Registry {
             reference: reference(),
             declared,
         };
-        let sized = self
+        // The digest goes into the URL: nothing but `sha256:<hex>` from a manifest.
+        if !is_sha256_digest(&descriptor.digest) {
+            return Err(Error::NotAFluxArtifact {
+                reference: reference(),
+                found: format!("a blob digest {:?}", descriptor.digest),
+            });
+        }
+        let mut response = self
             .within_timeout(
                 operation,
                 artifact,
-                self.client.pull_blob_stream(&artifact.to_oci(), descriptor),
+                self.reads.blob(operation, artifact, &descriptor.digest),
             )
             .await?;
-        if sized.content_length.is_some_and(|length| length > declared) {
+        if response
+            .content_length()
+            .is_some_and(|length| length > declared)
+        {
             return Err(larger());
         }
-        let mut stream = sized.stream;
         let mut bytes: Vec<u8> = Vec::with_capacity(declared as usize);
         loop {
             let received = bytes.len() as u64;
-            match tokio::time::timeout(timeout, stream.next()).await {
+            match tokio::time::timeout(timeout, response.chunk()).await {
                 Err(_) => return Err(timed_out(received)),
-                Ok(None) => break,
-                Ok(Some(Ok(chunk))) => {
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => {
                     if received + chunk.len() as u64 > declared {
                         return Err(larger());
                     }
                     bytes.extend_from_slice(&chunk);
                 }
-                // oci-client's stream checks the digest at its end and reports a mismatch as an
-                // error; a body that is complete in length but fails it is a digest mismatch.
-                Ok(Some(Err(error))) if received == declared => {
-                    let (bytes, actual) = hash_off_runtime(bytes).await;
-                    drop(bytes);
-                    if actual != descriptor.digest {
-                        return Err(Error::DigestMismatch {
-                            reference: reference(),
-                            expected: descriptor.digest.clone(),
-                            actual,
-                        });
-                    }
-                    return Err(Error::Truncated {
-                        operation,
-                        reference: reference(),
-                        received,
-                        expected: declared,
-                        detail: format!(": {}", error_chain(&error)),
-                    });
-                }
-                Ok(Some(Err(error))) => {
+                Ok(Err(error)) => {
                     return Err(if is_timeout(&error) {
                         timed_out(received)
                     } else {
@@ -697,26 +713,24 @@ impl Registry {
 
     /// Every tag of the repository, following the registry's pagination.
     pub async fn list_tags(&self, repository: &ArtifactRef) -> Result<Vec<String>, Error> {
-        const PAGE: usize = TAG_PAGE;
-        let reference: Reference = repository.repository_ref().to_oci();
-        let auth = self.credentials.to_registry_auth();
+        let repository_ref = repository.repository_ref();
         let mut tags: Vec<String> = Vec::new();
         loop {
             let page = self
                 .within_timeout(
                     "list tags of",
                     repository,
-                    self.client.list_tags(
-                        &reference,
-                        &auth,
-                        Some(PAGE),
+                    self.reads.tags_page(
+                        "list tags of",
+                        &repository_ref,
+                        TAG_PAGE,
                         tags.last().map(String::as_str),
                     ),
                 )
                 .await?;
-            let count = page.tags.len();
-            tags.extend(page.tags);
-            if count < PAGE {
+            let count = page.len();
+            tags.extend(page);
+            if count < TAG_PAGE {
                 break;
             }
         }

@@ -23,7 +23,9 @@ use super::{
     reference::ArtifactRef,
     registry::{self, Registry, RegistryConfig},
 };
-use crate::policy::registry::MAX_SMALL_BODY_BYTES;
+use crate::policy::registry::{
+    FETCH_DEADLINE_FACTOR, MAX_SIGNATURE_LAYER_BYTES, MAX_SIGNATURE_LAYERS,
+};
 
 /// Media type of a cosign SimpleSigning signature layer.
 const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -52,6 +54,26 @@ pub enum Error {
     },
     #[error("{reference} is signed, but by no key that verifies with the given public key")]
     WrongKey { reference: String },
+    #[error(
+        "{reference}: its signature manifest {signature_tag} lists {count} layers, over the \
+         limit of {limit}; none was downloaded"
+    )]
+    TooManySignatures {
+        reference: String,
+        signature_tag: String,
+        count: usize,
+        limit: usize,
+    },
+    #[error(
+        "verify the signature of {reference}: timed out after {}s waiting for the registry \
+         {registry} (the whole verification: manifest and signature layers)",
+        after.as_secs_f32()
+    )]
+    TimedOut {
+        reference: String,
+        registry: String,
+        after: std::time::Duration,
+    },
     #[error("{operation} {reference}: {detail}")]
     Registry {
         operation: &'static str,
@@ -71,6 +93,7 @@ impl Error {
     /// a verdict on the signature.
     pub fn is_outage(&self) -> bool {
         matches!(self, Error::Fetch { source, .. } if source.is_outage())
+            || matches!(self, Error::TimedOut { .. })
     }
 }
 
@@ -209,7 +232,7 @@ pub async fn sign(
     let deadline = registry
         .config()
         .timeout
-        .saturating_mul(crate::policy::registry::FETCH_DEADLINE_FACTOR);
+        .saturating_mul(FETCH_DEADLINE_FACTOR);
     let exchange = async {
         let mut session = open(registry, artifact).await?;
         let mut layer = SignatureLayer::new_unsigned(&session.image, &session.digest)
@@ -250,16 +273,38 @@ struct SignatureManifest {
 /// of `public_pem`. Nothing of the artifact is downloaded.
 ///
 /// The `.sig` manifest and its layers are read with fluxop's own registry client, so the same
-/// timeouts, size limits and TLS settings apply as to the bundle: at most
-/// [`MAX_SMALL_BODY_BYTES`] per document, every wait bounded by the request timeout. The
-/// checks are sigstore's for the key-pair case (SimpleSigning payload naming this digest,
-/// signature annotation, layer digest), and sigstore verifies the signature itself.
+/// timeouts, size limits and TLS settings apply as to the bundle; a manifest listing more than
+/// [`MAX_SIGNATURE_LAYERS`] layers is refused before any is downloaded, each layer is read
+/// within [`MAX_SIGNATURE_LAYER_BYTES`], and the whole verification ends within
+/// [`FETCH_DEADLINE_FACTOR`] request timeouts. The checks are sigstore's for the key-pair
+/// case (SimpleSigning payload naming this digest, signature annotation, layer digest), and
+/// sigstore verifies the signature itself.
 pub async fn verify(
     registry: &Registry,
     artifact: &ArtifactRef,
     public_pem: &[u8],
 ) -> Result<(), Error> {
     let verifier = parse_public_key(public_pem)?;
+    let deadline = registry
+        .config()
+        .timeout
+        .saturating_mul(FETCH_DEADLINE_FACTOR);
+    tokio::time::timeout(deadline, verify_with(registry, artifact, verifier))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::TimedOut {
+                reference: artifact.to_string(),
+                registry: artifact.registry.clone(),
+                after: deadline,
+            })
+        })
+}
+
+async fn verify_with(
+    registry: &Registry,
+    artifact: &ArtifactRef,
+    verifier: PublicKeyVerifier,
+) -> Result<(), Error> {
     let Some(digest) = artifact.digest.clone() else {
         return Err(Error::NotPinned {
             reference: artifact.to_string(),
@@ -293,6 +338,14 @@ pub async fn verify(
     let Ok(manifest) = serde_json::from_slice::<SignatureManifest>(&manifest) else {
         return Err(not_signed());
     };
+    if manifest.layers.len() > MAX_SIGNATURE_LAYERS {
+        return Err(Error::TooManySignatures {
+            reference: artifact.to_string(),
+            signature_tag: signature_ref.to_registry_string(),
+            count: manifest.layers.len(),
+            limit: MAX_SIGNATURE_LAYERS,
+        });
+    }
     let mut layers = Vec::new();
     for descriptor in manifest
         .layers
@@ -311,7 +364,7 @@ pub async fn verify(
                 "pull a signature layer of",
                 &signature_ref,
                 descriptor,
-                MAX_SMALL_BODY_BYTES,
+                MAX_SIGNATURE_LAYER_BYTES,
             )
             .await
         {

@@ -53,19 +53,35 @@ impl Error {
         }
     }
 
-    /// Whether the registry gave no answer (unreachable, timed out, a server error, a body cut
-    /// short), so that the last verified bundle may be served from the cache. Real answers
-    /// (not found, refused credentials, a failed or missing signature, a digest mismatch, a
-    /// body larger than declared, an invalid bundle) never allow that.
+    /// Whether the last verified bundle may stand in for this fetch: the registry gave no
+    /// answer (unreachable, timed out, a server error, a body cut short), or it refused access
+    /// or no longer has the artifact (401, 403, not found — an expired token, a deleted tag).
+    /// Neither says anything against the bundle already applied, so it goes on being
+    /// converged from the cache, as kustomize-controller keeps its last artifact. A verdict on
+    /// the content (a failed or missing signature, a digest mismatch, a body larger than
+    /// declared, an invalid bundle) never allows that.
     pub fn allows_fallback(&self) -> bool {
         match self {
-            Error::Registry(e) => e.is_outage(),
+            Error::Registry(e) => e.is_outage() || e.is_refusal(),
+            Error::Verification(signature::Error::Fetch { source, .. }) => {
+                source.is_outage() || source.is_refusal()
+            }
             Error::Verification(e) => e.is_outage(),
             Error::Archive { .. } | Error::Layout { .. } | Error::Cache(_) | Error::Task { .. } => {
                 false
             }
         }
     }
+}
+
+/// Which recorded verification lets a cached bundle stand in for a fetch.
+#[derive(Debug, Clone, Copy)]
+pub enum Verified<'a> {
+    /// Verified with the key of this fingerprint ([`cache::key_fingerprint`]; `unsigned`
+    /// when no key is required).
+    With(&'a str),
+    /// Verified with some key: the one required cannot be read now (its Secret is missing).
+    ByAnyKey,
 }
 
 /// A bundle ready to render from.
@@ -77,9 +93,10 @@ pub struct Fetched {
     pub bundle: Bundle,
     /// True when the layer came from the cache (no download).
     pub from_cache: bool,
-    /// Set when the registry could not be asked (the message of its error) and the bundle the
-    /// instance was last reconciled from was served from the cache instead.
-    pub outage: Option<String>,
+    /// Set when the artifact could not be fetched (the message of the error: an outage, a
+    /// refusal) and the bundle the instance was last reconciled from was served from the
+    /// cache instead.
+    pub source_error: Option<String>,
 }
 
 pub struct Source {
@@ -198,7 +215,7 @@ impl Source {
             digest,
             bundle,
             from_cache,
-            outage: None,
+            source_error: None,
         })
     }
 
@@ -222,8 +239,8 @@ impl Source {
         .await?
     }
 
-    /// During an outage: the bundle of `last` from the cache if verified with the required
-    /// key, else the registry's error.
+    /// When the artifact cannot be fetched: the bundle of `last` from the cache if verified
+    /// with the required key, else the fetch's error.
     async fn serve_last_verified(
         &self,
         artifact: &ArtifactRef,
@@ -231,42 +248,68 @@ impl Source {
         fingerprint: String,
         error: Error,
     ) -> Result<Fetched, Error> {
+        match self
+            .cached(artifact, last, Verified::With(&fingerprint))
+            .await?
+        {
+            Some(mut fetched) => {
+                tracing::warn!(
+                    artifact = %fetched.artifact,
+                    error = %error,
+                    "artifact unavailable: serving the last verified bundle from the cache"
+                );
+                fetched.source_error = Some(error.to_string());
+                Ok(fetched)
+            }
+            None => {
+                tracing::warn!(
+                    artifact = %artifact,
+                    last_verified = last,
+                    error = %error,
+                    "artifact unavailable and no bundle verified with the required key is cached"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// The bundle of `last` from the cache, if it is there, intact, unpacks, and carries the
+    /// `verified` record; `source_error` is left for the caller to say why it stands in.
+    pub async fn cached(
+        &self,
+        artifact: &ArtifactRef,
+        last: &str,
+        verified: Verified<'_>,
+    ) -> Result<Option<Fetched>, Error> {
         let pinned = artifact.with_digest(last);
         let cached = {
             let (cache, last) = (self.cache.clone(), last.to_string());
-            blocking(&pinned, "cache read", move || {
-                cache.get_verified(&last, &fingerprint)
+            let fingerprint = match verified {
+                Verified::With(fingerprint) => Some(fingerprint.to_string()),
+                Verified::ByAnyKey => None,
+            };
+            blocking(&pinned, "cache read", move || match fingerprint {
+                Some(fingerprint) => cache.get_verified(&last, &fingerprint),
+                None => cache.get_verified_by_any_key(&last),
             })
             .await?
         };
         let Some(layer) = cached else {
-            tracing::warn!(
-                artifact = %artifact,
-                last_verified = last,
-                error = %error,
-                "registry unavailable and no bundle verified with the required key is cached"
-            );
-            return Err(error);
+            return Ok(None);
         };
-        let bundle = match self.unpack(&pinned, layer).await {
-            Ok((_, bundle)) => bundle,
+        match self.unpack(&pinned, layer).await {
+            Ok((_, bundle)) => Ok(Some(Fetched {
+                artifact: pinned,
+                digest: last.to_string(),
+                bundle,
+                from_cache: true,
+                source_error: None,
+            })),
             Err(unpack) => {
                 tracing::warn!(artifact = %pinned, error = %unpack, "cached bundle unusable");
-                return Err(error);
+                Ok(None)
             }
-        };
-        tracing::warn!(
-            artifact = %pinned,
-            error = %error,
-            "registry unavailable: serving the last verified bundle from the cache"
-        );
-        Ok(Fetched {
-            artifact: pinned,
-            digest: last.to_string(),
-            bundle,
-            from_cache: true,
-            outage: Some(error.to_string()),
-        })
+        }
     }
 }
 
@@ -285,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn only_missing_answers_from_the_registry_allow_the_cached_bundle() {
+    fn outages_and_refusals_allow_the_cached_bundle_verdicts_on_the_content_do_not() {
         let outages = [
             registry_error(registry::Error::Unreachable {
                 reference: reference(),
@@ -320,19 +363,26 @@ mod tests {
                     message: String::new(),
                 }),
             }),
-        ];
-        for error in &outages {
-            assert!(error.allows_fallback(), "{error}");
-            assert_eq!(error.reason(), reason::ARTIFACT_FAILED, "{error}");
-        }
-
-        let answers = [
+            // Refusals: an expired token, a deleted tag or signature access.
             registry_error(registry::Error::NotFound {
                 reference: reference(),
             }),
             registry_error(registry::Error::Unauthorized {
                 reference: reference(),
             }),
+            Error::Verification(signature::Error::Fetch {
+                reference: reference(),
+                source: Box::new(registry::Error::Unauthorized {
+                    reference: reference(),
+                }),
+            }),
+        ];
+        for error in &outages {
+            assert!(error.allows_fallback(), "{error}");
+        }
+        assert_eq!(outages[0].reason(), reason::ARTIFACT_FAILED);
+
+        let answers = [
             registry_error(registry::Error::DigestMismatch {
                 reference: reference(),
                 expected: "sha256:a".into(),
@@ -359,11 +409,11 @@ mod tests {
                 reference: reference(),
                 signature_tag: "x.sig".into(),
             }),
-            Error::Verification(signature::Error::Fetch {
+            Error::Verification(signature::Error::TooManySignatures {
                 reference: reference(),
-                source: Box::new(registry::Error::Unauthorized {
-                    reference: reference(),
-                }),
+                signature_tag: "x.sig".into(),
+                count: 5000,
+                limit: 32,
             }),
             Error::Archive {
                 reference: reference(),
@@ -375,7 +425,7 @@ mod tests {
         for error in &answers {
             assert!(!error.allows_fallback(), "{error}");
         }
-        assert_eq!(answers[6].reason(), reason::VERIFICATION_FAILED);
+        assert_eq!(answers[4].reason(), reason::VERIFICATION_FAILED);
     }
 
     #[test]

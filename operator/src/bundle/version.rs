@@ -26,6 +26,17 @@ pub enum Error {
         to: Version,
         from_minor: String,
     },
+    #[error(
+        "refusing to move Flux back from v{from} to v{to}: the bundle's newest {constraint} is \
+         v{to}, while the running v{from} is still in that range (was the tag moved to an older \
+         bundle?); to go back on purpose, set spec.distribution.version to a range that leaves \
+         v{from} out, such as \"{to}\""
+    )]
+    SilentDowngrade {
+        from: Version,
+        to: Version,
+        constraint: String,
+    },
 }
 
 /// One comparison of a constraint, over a version with possibly missing minor/patch.
@@ -238,7 +249,9 @@ pub struct Selection {
 }
 
 /// The highest of `available` that satisfies `requested`. With `installed` (the version of
-/// `status.lastAppliedRevision`), a lower minor is refused; a lower patch is allowed.
+/// `status.lastAppliedRevision`), a lower minor is refused; a lower patch only when the
+/// range leaves the installed version out (asked for on purpose), never because the bundle
+/// lost its newest release (a tag moved to an older signed bundle).
 pub fn select(
     requested: &str,
     available: &[Version],
@@ -274,6 +287,16 @@ pub fn select(
             from: installed.clone(),
             to: chosen,
             from_minor: format!("{}.{}", installed.major, installed.minor),
+        });
+    }
+    if let Some(installed) = installed
+        && chosen < *installed
+        && constraint.matches(installed)
+    {
+        return Err(Error::SilentDowngrade {
+            from: installed.clone(),
+            to: chosen,
+            constraint: requested.to_string(),
         });
     }
     let newest = available.iter().filter(|v| v.pre.is_empty()).max();
@@ -375,6 +398,29 @@ mod tests {
         assert!(
             select("2.9.x", &flux_releases(), Some(&Version::new(2, 8, 8))).is_ok(),
             "upgrades pass"
+        );
+    }
+
+    #[test]
+    fn a_bundle_that_lost_the_running_release_does_not_move_flux_back() {
+        // 2.8.9 runs; the tag now points at a bundle whose newest 2.8.x is 2.8.8.
+        let running = Version::new(2, 8, 9);
+        let error = select("2.8.x", &flux_releases(), Some(&running))
+            .expect_err("a silent patch downgrade");
+        let text = error.to_string();
+        assert!(
+            text.contains("refusing to move Flux back from v2.8.9 to v2.8.8")
+                && text.contains("such as \"2.8.8\""),
+            "{text}"
+        );
+        // The same bundle with the running release in it selects it, and the same move asked
+        // for explicitly passes.
+        assert!(select(">=2.8.8 <2.8.9", &flux_releases(), Some(&running)).is_ok());
+        assert_eq!(
+            select("2.x", &flux_releases(), Some(&Version::new(2, 9, 4)))
+                .unwrap()
+                .version,
+            Version::new(2, 9, 4)
         );
     }
 

@@ -140,11 +140,13 @@ pub struct RunArgs {
     /// Namespace whose FluxInstance the operator reconciles.
     #[arg(long, env = "RUNTIME_NAMESPACE", default_value = api::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Address of the /metrics endpoint.
-    #[arg(long, env = "FLUXOP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    /// Address of the /metrics endpoint: loopback unless told otherwise (the Deployment and
+    /// the chart listen on the pod's interfaces).
+    #[arg(long, env = "FLUXOP_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
-    /// Address of the /healthz and /readyz endpoints.
-    #[arg(long, env = "FLUXOP_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    /// Address of the /healthz and /readyz endpoints (in a pod, every interface: the kubelet
+    /// probes the pod IP).
+    #[arg(long, env = "FLUXOP_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
     pub health_addr: SocketAddr,
     /// Directory of the bundle cache (content-addressed; survives restarts when on a volume).
     #[arg(long, env = "FLUXOP_CACHE_DIR", default_value = "/var/cache/fluxop")]

@@ -619,14 +619,13 @@ async fn reconcile(fleet: Arc<FluxFleet>, ctx: Arc<Context>) -> Result<Action, E
     status.members = Some(members.into_values().collect());
     status.observed_generation = generation;
     if fleet.status.as_ref() != Some(&status) {
-        Api::<FluxFleet>::namespaced(hub.client.clone(), &hub.namespace)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .map_err(|e| Error::Status(name.clone(), e))?;
+        super::replace_status(
+            &Api::<FluxFleet>::namespaced(hub.client.clone(), &hub.namespace),
+            &name,
+            &status,
+        )
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
     }
     announce_refusals(&hub.client, &ctx.reporter, &fleet, &newly_refused).await;
     Ok(match step {

@@ -57,8 +57,9 @@ fn reconcile_trigger(instance: &FluxInstance) -> Option<u64> {
 }
 
 /// Runs the `FluxInstance` controller of the context's namespace until the watch stream
-/// ends. Marks the operator ready once the instance cache has synced, and not ready with the
-/// API server's reason while the watch fails (for example when the CRDs are not installed).
+/// ends. Marks the operator ready once the instance cache has synced, not ready with the
+/// API server's reason when the watch fails (for example when the CRDs are not installed or
+/// the API server restarts), and ready again when it answers ([`follow_readiness`]).
 pub async fn run(
     ctx: Context,
     health: Arc<Health>,
@@ -80,22 +81,11 @@ pub async fn run(
     ));
     let store = controller.store();
     let _ = ctx.instances.set(store.clone());
-    let ready = health.clone();
-    tokio::spawn(async move {
-        // The store's readiness is a one-shot channel that wakes only its latest poller, and
-        // the controller polls it too; so re-poll (cheap: the result is cached once set).
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    tracing::info!("FluxInstance cache synced");
-                    ready.set_ready();
-                    return;
-                }
-                Ok(Err(_writer_dropped)) => return,
-                Err(_elapsed) => continue,
-            }
-        }
-    });
+    tokio::spawn(follow_readiness(
+        Api::namespaced(ctx.client.clone(), &ctx.namespace),
+        store,
+        health.clone(),
+    ));
     let metrics = ctx.metrics.clone();
     let ctx = Arc::new(ctx);
     // The other writers — the reporter, the fleet follower when the instance comes from an
@@ -144,6 +134,102 @@ pub async fn run(
         () = instances => {}
         _ = writers => {}
     }
+}
+
+/// Readiness follows the FluxInstance watch. Ready once the cache has synced; a watch error
+/// (reported by the controller's stream) makes it not ready. The watcher reports only its
+/// failures, not its recovery (a watch that resumes says nothing until an object changes),
+/// so while not ready the API server is asked, every [`READINESS_PROBE`], for what the
+/// watcher needs — a list and a watch of FluxInstances — and readiness comes back when both
+/// answer.
+///
+/// [`READINESS_PROBE`]: crate::policy::kube::READINESS_PROBE
+async fn follow_readiness(
+    api: Api<FluxInstance>,
+    store: reflector::Store<FluxInstance>,
+    health: Arc<Health>,
+) {
+    // The store's readiness is a one-shot channel that wakes only its latest poller, and the
+    // controller polls it too; so re-poll (cheap: the result is cached once set).
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_writer_dropped)) => return,
+            Err(_elapsed) => continue,
+        }
+    }
+    tracing::info!("FluxInstance cache synced");
+    health.set_ready();
+    let mut probes = tokio::time::interval(crate::policy::kube::READINESS_PROBE);
+    probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        probes.tick().await;
+        let Some(reason) = health.not_ready_reason() else {
+            continue;
+        };
+        match api_answers(&api).await {
+            Ok(()) => {
+                tracing::info!(was = %reason, "the API server answers the FluxInstance list and watch again; ready");
+                health.set_ready();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "readiness probe: the API server does not answer yet")
+            }
+        }
+    }
+}
+
+/// A list and a watch of FluxInstances (the two calls the watcher makes), each within
+/// the probe's timeout.
+async fn api_answers(api: &Api<FluxInstance>) -> Result<(), String> {
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+    let probe = async {
+        let list = api
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(|e| format!("list: {e}"))?;
+        let version = list.metadata.resource_version.unwrap_or_default();
+        let events = api
+            .watch_metadata(&WatchParams::default().timeout(1), &version)
+            .await
+            .map_err(|e| format!("watch: {e}"))?;
+        futures::pin_mut!(events);
+        match events.next().await {
+            Some(Err(e)) => Err(format!("watch: {e}")),
+            Some(Ok(WatchEvent::Error(status))) => Err(format!("watch: {}", status.message)),
+            _ => Ok(()),
+        }
+    };
+    tokio::time::timeout(crate::policy::kube::READINESS_PROBE_TIMEOUT, probe)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Stores `status` as the object's whole status, exactly: a JSON patch that adds (replaces)
+/// `/status`. A merge patch of the struct would leave behind every field that is now
+/// `None` (skipped when serialized, so never sent as `null`), and server-side apply would
+/// leave fields that an earlier writer owns; this replaces what is there, in one request
+/// and without a precondition (fluxop is the status's only writer).
+pub(crate) async fn replace_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams};
+    let value = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        { "op": "add", "path": "/status", "value": value }
+    ]))
+    .map_err(kube::Error::SerdeError)?;
+    let params = PatchParams {
+        field_manager: Some(crate::api::constants::FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Json::<()>(patch))
+        .await
 }
 
 /// An Event note as the API server takes it: at most 1 KiB.

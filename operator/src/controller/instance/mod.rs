@@ -12,7 +12,6 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType, Reporter},
@@ -32,7 +31,7 @@ use super::lifecycle::{self, Converged, Stop};
 use crate::{
     api::{
         FluxInstance, FluxInstanceStatus, ResourceInventory,
-        constants::{FIELD_MANAGER, FINALIZER, annotation, condition, reason},
+        constants::{FINALIZER, annotation, condition, reason},
     },
     apply::{self, Applier},
     bundle::source::Source,
@@ -109,7 +108,7 @@ impl Context {
     }
 }
 
-/// Replaces the instance's status.
+/// Replaces the instance's status with `status`, exactly ([`super::replace_status`]).
 async fn write_status(
     ctx: &Context,
     instance: &FluxInstance,
@@ -117,23 +116,18 @@ async fn write_status(
 ) -> Result<(), Error> {
     let namespace = instance.namespace().unwrap_or_default();
     let name = instance.name_any();
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    Api::<FluxInstance>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &params,
-            &Patch::Merge(&serde_json::json!({ "status": status })),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|source| Error::Status {
-            namespace,
-            name,
-            source,
-        })
+    super::replace_status(
+        &Api::<FluxInstance>::namespaced(ctx.client.clone(), &namespace),
+        &name,
+        status,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Status {
+        namespace,
+        name,
+        source,
+    })
 }
 
 /// Fetch, select, render, converge; roll back a new revision that does not become healthy.
@@ -158,7 +152,7 @@ async fn run_stages(
         Err(failure) => return failed(failure),
     };
     found.digest = Some(fetched.digest.clone());
-    found.outage = fetched.outage.clone();
+    found.source_error = fetched.source_error.clone();
     let selection = match select(instance, &fetched.bundle) {
         Ok(selection) => selection,
         Err(failure) => return failed(failure),

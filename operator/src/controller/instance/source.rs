@@ -96,9 +96,9 @@ pub(super) struct Fetched {
     pub(super) origin: String,
     /// Shared with the parsing thread; the embedded one is built once per process.
     pub(super) bundle: Arc<Bundle>,
-    /// The registry error, when the registry could not be reached and the last verified
-    /// bundle was taken from the cache.
-    pub(super) outage: Option<String>,
+    /// Why the artifact could not be fetched (an outage, a refusal, an unreadable Secret),
+    /// when the last verified bundle was taken from the cache instead.
+    pub(super) source_error: Option<String>,
 }
 
 /// The embedded bundle, built once per process.
@@ -109,7 +109,7 @@ fn embedded_bundle() -> Result<Fetched, Failure> {
             origin: format!("the bundle embedded in fluxop ({digest})"),
             digest: digest.clone(),
             bundle: SHARED.get_or_init(|| Arc::new(bundle.clone())).clone(),
-            outage: None,
+            source_error: None,
         }),
         Some(Err(e)) => Err(Failure::stalled(
             reason::ARTIFACT_FAILED,
@@ -131,49 +131,9 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
     };
     let artifact = ArtifactRef::parse(artifact)
         .map_err(|e| Failure::stalled(reason::ARTIFACT_FAILED, e.to_string()))?;
-    let credentials = match distribution
-        .artifact_pull_secret
-        .as_deref()
-        .filter(|s| !s.is_empty())
-    {
-        None => Credentials::Anonymous,
-        Some(name) => {
-            let config = secret_data(
-                &ctx.client,
-                &namespace,
-                name,
-                ".dockerconfigjson",
-                "artifactPullSecret",
-            )
-            .await?;
-            credentials::from_docker_config(&config, &artifact.registry).map_err(|e| {
-                Failure::retry(
-                    reason::ARTIFACT_FAILED,
-                    format!("Secret {namespace}/{name} (artifactPullSecret): {e}"),
-                )
-            })?
-        }
-    };
-    let public_key = match &distribution.verify {
-        None => None,
-        Some(verify) => Some(
-            secret_data(
-                &ctx.client,
-                &namespace,
-                &verify.secret_ref.name,
-                "cosign.pub",
-                "verify.secretRef",
-            )
-            .await
-            .map_err(|f| Failure {
-                reason: reason::VERIFICATION_FAILED,
-                ..f
-            })?,
-        ),
-    };
-    let registry = ctx.registry(credentials).await?;
-    // What an outage may fall back to: the artifact last worked from, if the spec still
-    // names the same one (a new artifact must come from the registry or not at all).
+    // What may stand in when the artifact cannot be fetched: the artifact last worked from,
+    // if the spec still names the same one (a new artifact must come from the registry or
+    // not at all).
     let status = instance.status.as_ref();
     let same_artifact = status
         .and_then(|s| s.last_applied_spec.as_ref())
@@ -183,14 +143,68 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
     let last_verified = status
         .and_then(|s| s.last_artifact_revision.as_deref())
         .filter(|digest| same_artifact && artifact.digest.as_deref().is_none_or(|d| d == *digest));
+    let credentials = match distribution
+        .artifact_pull_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        None => Ok(Credentials::Anonymous),
+        Some(name) => secret_data(
+            &ctx.client,
+            &namespace,
+            name,
+            ".dockerconfigjson",
+            "artifactPullSecret",
+        )
+        .await
+        .and_then(|config| {
+            credentials::from_docker_config(&config, &artifact.registry).map_err(|e| {
+                Failure::retry(
+                    reason::ARTIFACT_FAILED,
+                    format!("Secret {namespace}/{name} (artifactPullSecret): {e}"),
+                )
+            })
+        }),
+    };
+    let public_key = match &distribution.verify {
+        None => Ok(None),
+        Some(verify) => secret_data(
+            &ctx.client,
+            &namespace,
+            &verify.secret_ref.name,
+            "cosign.pub",
+            "verify.secretRef",
+        )
+        .await
+        .map(Some)
+        .map_err(|f| Failure {
+            reason: reason::VERIFICATION_FAILED,
+            ..f
+        }),
+    };
+    // A Secret that cannot be read now says nothing against the bundle already applied: it
+    // goes on being converged from the cache — verified with the key when that one is
+    // readable, with whichever key it was verified with when not.
+    let public_key = match public_key {
+        Ok(key) => key,
+        Err(failure) => return serve_cached(ctx, &artifact, last_verified, None, failure).await,
+    };
+    let credentials = match credentials {
+        Ok(credentials) => credentials,
+        Err(failure) => {
+            let fingerprint = crate::bundle::cache::key_fingerprint(public_key.as_deref());
+            return serve_cached(ctx, &artifact, last_verified, Some(&fingerprint), failure).await;
+        }
+    };
+    let registry = ctx.registry(credentials).await?;
     let fetched = ctx
         .source
         .fetch(&registry, &artifact, public_key.as_deref(), last_verified)
         .await
         .map_err(|e| Failure::retry(e.reason(), e.to_string()))?;
-    match &fetched.outage {
+    match &fetched.source_error {
         Some(error) => {
-            tracing::warn!(artifact = %fetched.artifact, %error, "registry unavailable: using the last verified bundle from the cache");
+            tracing::warn!(artifact = %fetched.artifact, %error, "artifact unavailable: using the last verified bundle from the cache");
         }
         None if fetched.from_cache => {
             tracing::debug!(artifact = %fetched.artifact, "bundle unchanged (cached)");
@@ -201,8 +215,40 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
         digest: fetched.digest,
         origin: fetched.artifact.to_string(),
         bundle: Arc::new(fetched.bundle),
-        outage: fetched.outage,
+        source_error: fetched.source_error,
     })
+}
+
+/// When a Secret the fetch needs cannot be read: the last verified bundle from the cache, with
+/// `failure`'s message as the source error, or `failure` when there is none to serve.
+async fn serve_cached(
+    ctx: &Context,
+    artifact: &ArtifactRef,
+    last_verified: Option<&str>,
+    fingerprint: Option<&str>,
+    failure: Failure,
+) -> Result<Fetched, Failure> {
+    use crate::bundle::source::Verified;
+    let Some(last) = last_verified else {
+        return Err(failure);
+    };
+    let verified = fingerprint.map_or(Verified::ByAnyKey, Verified::With);
+    match ctx.source.cached(artifact, last, verified).await {
+        Ok(Some(fetched)) => {
+            tracing::warn!(artifact = %fetched.artifact, error = %failure.message, "a Secret of the fetch cannot be read: using the last verified bundle from the cache");
+            Ok(Fetched {
+                digest: fetched.digest,
+                origin: fetched.artifact.to_string(),
+                bundle: Arc::new(fetched.bundle),
+                source_error: Some(failure.message),
+            })
+        }
+        Ok(None) => Err(failure),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the cache failed");
+            Err(failure)
+        }
+    }
 }
 
 /// The Flux version the instance asks for, among the bundle's.

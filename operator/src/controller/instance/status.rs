@@ -60,8 +60,9 @@ impl Failure {
 pub(super) struct Fetch {
     /// Manifest digest of the artifact worked from.
     pub(super) digest: Option<String>,
-    /// The registry error, when the last verified bundle was served from the cache instead.
-    pub(super) outage: Option<String>,
+    /// Why the artifact could not be fetched, when the last verified bundle was served from
+    /// the cache instead.
+    pub(super) source_error: Option<String>,
     /// A Flux version in the bundle that the instance's range leaves out.
     pub(super) newer: Option<Version>,
 }
@@ -513,7 +514,7 @@ pub(super) fn next_status(
     if !matches!(outcome, Outcome::Canceled { .. }) {
         conditions::remove(&mut list, condition::RECONCILING);
     }
-    match &fetch.outage {
+    match &fetch.source_error {
         Some(error) => {
             let served = fetch
                 .digest
@@ -525,7 +526,7 @@ pub(super) fn next_status(
                 "True",
                 reason::ARTIFACT_FAILED,
                 &format!(
-                    "{error}; converging the last verified bundle ({served}) from the cache until the registry answers"
+                    "{error}; converging the last verified bundle ({served}) from the cache until the artifact can be fetched again"
                 ),
                 generation,
                 now,
@@ -591,7 +592,7 @@ pub(super) fn next_action(
             unhealthy: Some(_), ..
         } => Action::requeue(failing()),
         Outcome::Canceled { .. } => Action::requeue(policy::requeue::CANCELED),
-        _ if fetch.outage.is_some() => Action::requeue(
+        _ if fetch.source_error.is_some() => Action::requeue(
             policy::retry_after(lasting(after, condition::FETCH_FAILED, "True", now))
                 .min(requeue_interval(instance)),
         ),

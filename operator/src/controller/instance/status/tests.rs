@@ -482,7 +482,9 @@ fn a_registry_outage_keeps_ready_and_says_so_in_fetch_failed() {
     };
     let outage = Fetch {
         digest: Some("sha256:art".into()),
-        outage: Some("cannot reach the registry of oci://r/b:latest: connection refused".into()),
+        source_error: Some(
+            "cannot reach the registry of oci://r/b:latest: connection refused".into(),
+        ),
         newer: None,
     };
     let corrected = applied("2.9.4", "abc", 1);
