@@ -415,7 +415,12 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         );
     }
 
-    // Turning a component off prunes exactly its objects.
+    // Turning a component off prunes exactly its objects, except a CRD that still has
+    // objects: deleting it would delete them (a Provider here).
+    cluster.apply(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: kept\n  \
+         namespace: flux-system\nspec:\n  type: generic\n  address: http://127.0.0.1:1/\n",
+    );
     let before = deployment_states(&client).await;
     cluster.apply(&instance_yaml(
         "flux-system",
@@ -442,7 +447,6 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
     }
     for crd in [
         "alerts.notification.toolkit.fluxcd.io",
-        "providers.notification.toolkit.fluxcd.io",
         "receivers.notification.toolkit.fluxcd.io",
     ] {
         // Deleting a CRD finishes once the API server has cleaned up its objects.
@@ -451,6 +455,77 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         })
         .await;
     }
+    let providers = "providers.notification.toolkit.fluxcd.io";
+    assert!(
+        crd_exists(&client, providers).await,
+        "{providers} was pruned with its objects"
+    );
+    let blocked = api.get("flux").await.expect("get");
+    let blocked = condition(&blocked, "PruneBlocked").expect("PruneBlocked");
+    assert_eq!(blocked.reason, "CustomResourceDefinitionInUse");
+    assert!(
+        blocked
+            .message
+            .contains(&format!("{providers} still has 1 object")),
+        "{}",
+        blocked.message
+    );
+    let warnings = cluster.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        "flux-system",
+        "--field-selector",
+        "involvedObject.kind=FluxInstance,reason=CustomResourceDefinitionInUse",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        warnings.contains(providers),
+        "no Event names {providers}: {warnings}"
+    );
+    assert_eq!(
+        cluster
+            .kubectl_ok(&["get", "providers", "-n", "flux-system", "-o", "name"])
+            .trim(),
+        "provider.notification.toolkit.fluxcd.io/kept"
+    );
+    // Once empty, the next reconcile prunes it and the condition goes.
+    cluster.kubectl_ok(&[
+        "patch",
+        "provider/kept",
+        "-n",
+        "flux-system",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    cluster.kubectl_ok(&[
+        "delete",
+        "provider/kept",
+        "-n",
+        "flux-system",
+        "--wait=true",
+    ]);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "fluxinstance/flux",
+        "-n",
+        "flux-system",
+        "reconcile.fluxcd.io/requestedAt=crd-empty",
+    ]);
+    eventually(
+        MINUTE,
+        &format!("{providers} to be pruned once empty"),
+        || async {
+            let instance = api.get("flux").await.ok()?;
+            (!crd_exists(&client, providers).await
+                && condition(&instance, "PruneBlocked").is_none())
+            .then_some(())
+        },
+    )
+    .await;
     assert!(crd_exists(&client, "gitrepositories.source.toolkit.fluxcd.io").await);
     let services = cluster.kubectl_ok(&["get", "services", "-n", "flux-system", "-o", "name"]);
     assert!(

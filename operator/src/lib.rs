@@ -10,6 +10,7 @@ pub mod policy;
 pub mod render;
 pub mod report;
 pub mod server;
+pub mod task;
 pub mod telemetry;
 pub mod yaml;
 

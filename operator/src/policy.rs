@@ -96,6 +96,10 @@ pub mod requeue {
     pub const CANCELED: Duration = Duration::from_secs(1);
     /// After an error writing status or a finalizer (the controller's error policy).
     pub const ERROR: Duration = Duration::from_secs(30);
+    /// The shortest `reconcileEvery`, `reconcileArtifactEvery` and report or follower
+    /// interval: shorter ones (`0s`) are raised to it, so no loop spins on the API server
+    /// or the registry.
+    pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 }
 
 /// fluxop's own HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).

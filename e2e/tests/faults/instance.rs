@@ -1,11 +1,15 @@
-//! Hostile instance specs against a real cluster (kwok nodes: the operator's bookkeeping is
-//! the point, not the pods): a patch that strips fluxop's owner labels does not make it lose
-//! track of what it created.
+//! Hostile instance specs and artifacts against a real cluster (kwok nodes: the operator's
+//! bookkeeping is the point, not the pods): a patch that strips fluxop's owner labels does not
+//! make it lose track of what it created; a tag moved to an older bundle does not move Flux
+//! back.
 
 use std::time::Duration;
 
-use fluxop::api::FluxInstance;
-use fluxop_e2e::cluster::{OwnCluster, condition, exclusive, instance_yaml, wait_for_instance};
+use fluxop::{api::FluxInstance, bundle::reference::ArtifactRef};
+use fluxop_e2e::{
+    cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
+    registry_address, unique_repository,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
@@ -87,4 +91,91 @@ async fn a_patch_stripping_the_owner_labels_neither_removes_them_nor_stops_pruni
             .all(|e| !e.id.contains("helm-controller")),
         "helm-controller left the inventory"
     );
+}
+
+#[tokio::test]
+async fn a_tag_moved_to_an_older_bundle_does_not_move_flux_back_unless_the_spec_asks() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("movedback").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), "flux-system");
+    let registry = registry_address();
+    let _operator = cluster
+        .start_operator("flux-system", &["--insecure-registry", &registry])
+        .await;
+
+    // The tag first carries a bundle with a v2.9.5 (v2.9.4's files under a newer version).
+    let tag = ArtifactRef::parse(&format!(
+        "oci://{registry}/{}:latest",
+        unique_repository("movedback")
+    ))
+    .expect("reference");
+    fluxop_e2e::fleet::push(&tag, &fluxop_e2e::fleet::bundle_layer(Some("v2.9.5")), None).await;
+    let spec = |version: &str| {
+        format!(
+            "  distribution:\n    version: \"{version}\"\n    registry: ghcr.io/fluxcd\n    artifact: {tag}\n  components: [source-controller, kustomize-controller]\n"
+        )
+    };
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.x")));
+    wait_for_instance(&api, 2 * MINUTE, "v2.9.5 to be Ready", |i| {
+        is_ready_at(i, "v2.9.5@")
+    })
+    .await;
+    let uid = deployments
+        .get("source-controller")
+        .await
+        .expect("get")
+        .metadata
+        .uid;
+
+    // The tag moves to the plain bundle, whose newest 2.9.x is v2.9.4: refused, said so, and
+    // what runs stays.
+    fluxop_e2e::fleet::push(&tag, &fluxop_e2e::fleet::bundle_layer(None), None).await;
+    cluster.request_reconcile("fluxinstance/flux", "moved-back");
+    let refused = wait_for_instance(&api, 2 * MINUTE, "the move back to be refused", |i| {
+        condition(i, "Ready").is_some_and(|c| {
+            c.status == "False"
+                && c.message
+                    .contains("refusing to move Flux back from v2.9.5 to v2.9.4")
+        })
+    })
+    .await;
+    let ready = condition(&refused, "Ready").expect("Ready");
+    println!(
+        "moved-back tag: Ready=False {}: {}",
+        ready.reason, ready.message
+    );
+    assert!(
+        ready.message.contains("such as \"2.9.4\""),
+        "{}",
+        ready.message
+    );
+    let status = refused.status.expect("status");
+    assert!(
+        status
+            .last_applied_revision
+            .as_deref()
+            .is_some_and(|r| r.starts_with("v2.9.5@")),
+        "{:?}",
+        status.last_applied_revision
+    );
+    assert_eq!(
+        deployments
+            .get("source-controller")
+            .await
+            .expect("get")
+            .metadata
+            .uid,
+        uid,
+        "source-controller was touched"
+    );
+
+    // Asked for on purpose (a range that leaves v2.9.5 out), the move back goes through.
+    cluster.apply(&instance_yaml("flux-system", &spec("2.9.4")));
+    wait_for_instance(&api, 2 * MINUTE, "v2.9.4 to be Ready on request", |i| {
+        is_ready_at(i, "v2.9.4@")
+    })
+    .await;
 }

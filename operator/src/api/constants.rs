@@ -9,6 +9,9 @@ pub mod condition {
     /// Abnormal-true, as in Flux's sources: present while the registry cannot be reached
     /// and the last verified bundle is served from the cache.
     pub const FETCH_FAILED: &str = "FetchFailed";
+    /// fluxop, abnormal-true: a CRD left the rendered set but still has objects, so it is
+    /// kept (and pruned once they are gone).
+    pub const PRUNE_BLOCKED: &str = "PruneBlocked";
 }
 
 /// `status.conditions[].reason`.
@@ -29,6 +32,8 @@ pub mod reason {
     /// fluxop hub: a FluxFleet member's kubeconfig uses an exec plugin, an auth provider, a
     /// file reference or a proxy; only inline credentials are accepted.
     pub const KUBECONFIG_REFUSED: &str = "KubeconfigRefused";
+    /// fluxop: with [`super::condition::PRUNE_BLOCKED`].
+    pub const CRD_IN_USE: &str = "CustomResourceDefinitionInUse";
 }
 
 /// Annotation keys users put on a `FluxInstance`, a `FluxReport` or a rendered object.

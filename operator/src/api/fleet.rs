@@ -71,6 +71,11 @@ pub struct FleetMember {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub overrides: Option<serde_json::Value>,
+    /// Accept a kubeconfig whose server is plain `http://` or that sets
+    /// `insecure-skip-tls-verify` (a test cluster): the member's credentials then travel
+    /// unprotected. Refused unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

@@ -606,18 +606,22 @@ impl FluxInstance {
         self.annotation(key).map_or(Ok(default), duration::parse)
     }
 
-    /// How often the instance is reconciled. An unparsable value is an error the caller
+    /// How often the instance is reconciled, at least
+    /// [`crate::policy::requeue::MIN_INTERVAL`]. An unparsable value is an error the caller
     /// reports, not a silent fallback.
     pub fn reconcile_every(&self) -> Result<Duration, duration::InvalidDuration> {
         self.annotated_duration(annotation::RECONCILE_EVERY, Self::DEFAULT_RECONCILE_EVERY)
+            .map(at_least_min_interval)
     }
 
-    /// How often the artifact's digest is checked.
+    /// How often the artifact's digest is checked, at least
+    /// [`crate::policy::requeue::MIN_INTERVAL`].
     pub fn reconcile_artifact_every(&self) -> Result<Duration, duration::InvalidDuration> {
         self.annotated_duration(
             annotation::RECONCILE_ARTIFACT_EVERY,
             Self::DEFAULT_RECONCILE_ARTIFACT_EVERY,
         )
+        .map(at_least_min_interval)
     }
 
     /// How long one reconcile may wait for health.
@@ -627,4 +631,9 @@ impl FluxInstance {
             Self::DEFAULT_RECONCILE_TIMEOUT,
         )
     }
+}
+
+/// An interval raised to the floor that keeps a `0s` from spinning a loop.
+pub fn at_least_min_interval(interval: Duration) -> Duration {
+    interval.max(crate::policy::requeue::MIN_INTERVAL)
 }

@@ -130,7 +130,21 @@ fn reconcile_disabled_annotation_is_case_insensitive_and_bad_durations_are_error
         constants::annotation::RECONCILE_TIMEOUT.into(),
         "5 minutes".into(),
     );
+    annotations.insert(constants::annotation::RECONCILE_EVERY.into(), "0s".into());
+    annotations.insert(
+        constants::annotation::RECONCILE_ARTIFACT_EVERY.into(),
+        "10ms".into(),
+    );
     assert!(instance.is_reconcile_disabled());
     let error = instance.reconcile_timeout().expect_err("not a duration");
     assert!(error.to_string().contains("\"5 minutes\""), "{error}");
+    // A 0s interval would spin: it is raised to the floor.
+    assert_eq!(
+        instance.reconcile_every(),
+        Ok(crate::policy::requeue::MIN_INTERVAL)
+    );
+    assert_eq!(
+        instance.reconcile_artifact_every(),
+        Ok(crate::policy::requeue::MIN_INTERVAL)
+    );
 }

@@ -54,6 +54,11 @@ pub enum Error {
         "{object}: {message}; it has to be recreated: annotate the FluxInstance with reconcile.fluxcd.io/forceAt to allow it"
     )]
     Immutable { object: String, message: String },
+    /// Recreating a CRD deletes every object of its kind, so fluxop never does it.
+    #[error(
+        "{object}: {message}; fluxop does not recreate a CustomResourceDefinition, as deleting it deletes every object of its kind: change the CRD by hand, or move its objects out first"
+    )]
+    CrdImmutable { object: String, message: String },
     #[error("CustomResourceDefinitions not established after {0:?}: {1}")]
     NotEstablished(Duration, String),
     #[error(
@@ -340,6 +345,12 @@ impl Applier {
         {
             Ok(would_be) => serde_json::to_value(would_be).unwrap_or_default(),
             Err(kube::Error::Api(status)) if refusal::immutable_fields(&status).is_some() => {
+                if id.is_crd() {
+                    return Err(Error::CrdImmutable {
+                        object: id.to_string(),
+                        message: status.message,
+                    });
+                }
                 if options.dry_run {
                     return Ok(Applied {
                         id,

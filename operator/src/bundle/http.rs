@@ -238,6 +238,20 @@ impl Reads {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A password goes to a token realm over HTTPS, or over plain HTTP only to a host the
+    /// operator lists as insecure (as the registry itself is reached).
+    fn may_send_password_to(&self, realm: &reqwest::Url) -> bool {
+        if realm.scheme() == "https" {
+            return true;
+        }
+        let host = realm.host_str().unwrap_or_default();
+        let authority = match realm.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        self.insecure.contains(&authority)
+    }
+
     /// What the credentials give without asking anyone.
     fn direct_authorization(&self) -> Option<HeaderValue> {
         match &self.credentials {
@@ -493,6 +507,12 @@ impl Reads {
         }
         let mut request = client.get(url.clone());
         if let Credentials::Basic { username, password } = &self.credentials {
+            if !self.may_send_password_to(&url) {
+                return Err(Error::PlainHttpRealm {
+                    reference: artifact.to_string(),
+                    realm: url.to_string(),
+                });
+            }
             request = request.header(header::AUTHORIZATION, basic(username, password));
         }
         let transport = |e: reqwest::Error| self.classify(operation, artifact, e.into());
@@ -746,6 +766,9 @@ mod tests {
             Endless,
             Status(u16),
             HugeToken,
+            /// The challenge names the realm by another host name (`localhost`), which is
+            /// not listed as insecure.
+            OtherHostRealm,
         }
 
         pub const MANIFEST: &[u8] = br#"{"schemaVersion":2}"#;
@@ -759,7 +782,14 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap().to_string();
             let token_requests = Arc::new(AtomicU32::new(0));
-            let (realm, counter) = (format!("http://{address}/token"), token_requests.clone());
+            let realm = match answer {
+                Answer::OtherHostRealm => format!(
+                    "http://localhost:{}/token",
+                    address.rsplit(':').next().unwrap_or_default()
+                ),
+                _ => format!("http://{address}/token"),
+            };
+            let counter = token_requests.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((mut stream, _)) = listener.accept().await else {
@@ -816,7 +846,7 @@ mod tests {
                             )
                         } else {
                             match answer {
-                                Answer::Manifest | Answer::HugeToken => {
+                                Answer::Manifest | Answer::HugeToken | Answer::OtherHostRealm => {
                                     reply("200 OK", "", MANIFEST)
                                 }
                                 Answer::Status(code) => {
@@ -896,6 +926,18 @@ mod tests {
             matches!(error, Error::Unauthorized { .. }) && !error.is_outage(),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_go_to_a_plain_http_realm_only_on_an_insecure_host() {
+        let (result, token_requests) = pull(mock::Answer::OtherHostRealm, user()).await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.contains("the token realm http://localhost:")
+                && error.contains("password is not sent over plain HTTP"),
+            "{error}"
+        );
+        assert_eq!(token_requests, 0, "the password never left");
     }
 
     #[tokio::test]

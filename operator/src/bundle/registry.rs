@@ -116,6 +116,10 @@ pub enum Error {
         "registry refused access to {reference}: check the credentials (artifactPullSecret, --username/--password)"
     )]
     Unauthorized { reference: String },
+    #[error(
+        "{reference}: the token realm {realm} is plain HTTP on a host not listed as an insecure registry, and the registry password is not sent over plain HTTP"
+    )]
+    PlainHttpRealm { reference: String, realm: String },
     #[error("cannot reach the registry of {reference}: {detail}")]
     Unreachable { reference: String, detail: String },
     #[error(
@@ -220,6 +224,7 @@ impl Error {
             ),
             Error::NotFound { .. }
             | Error::Unauthorized { .. }
+            | Error::PlainHttpRealm { .. }
             | Error::NotAFluxArtifact { .. }
             | Error::LayerTooLarge { .. }
             | Error::DigestMismatch { .. }
@@ -233,7 +238,10 @@ impl Error {
     /// Whether the registry answered with a refusal of access or an absence: 401, 403, not
     /// found (an expired token, a revoked pull secret, a deleted tag).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Error::NotFound { .. } | Error::Unauthorized { .. })
+        matches!(
+            self,
+            Error::NotFound { .. } | Error::Unauthorized { .. } | Error::PlainHttpRealm { .. }
+        )
     }
 
     /// Sorts a registry client error into what a person can act on.

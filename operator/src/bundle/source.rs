@@ -36,7 +36,7 @@ pub enum Error {
     },
     #[error(transparent)]
     Cache(#[from] super::cache::Error),
-    #[error("{reference}: the {what} task failed: {detail}")]
+    #[error("{reference}: the {what} task {detail}")]
     Task {
         reference: String,
         what: &'static str,
@@ -112,12 +112,12 @@ async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work)
+    crate::task::off_runtime(what, work)
         .await
-        .map_err(|e| Error::Task {
+        .map_err(|lost| Error::Task {
             reference: reference.to_string(),
             what,
-            detail: e.to_string(),
+            detail: lost.detail,
         })
 }
 

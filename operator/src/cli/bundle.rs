@@ -51,7 +51,8 @@ pub struct BuildArgs {
     pub output: PathBuf,
 }
 
-#[derive(Debug, Args)]
+/// `Debug` shows whether a password or token is set, never its value.
+#[derive(Args)]
 pub struct RegistryArgs {
     /// Speak plain HTTP to the registry of the reference (for a registry on loopback or in a lab).
     #[arg(long)]
@@ -76,6 +77,20 @@ pub struct RegistryArgs {
     /// Timeout of every registry request, in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+}
+
+impl std::fmt::Debug for RegistryArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RegistryArgs")
+            .field("insecure", &self.insecure)
+            .field("ca_files", &self.ca_files)
+            .field("username", &self.username)
+            .field("password", &secret(&self.password))
+            .field("token", &secret(&self.token))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl RegistryArgs {
@@ -457,4 +472,30 @@ async fn list(args: ListArgs) -> Result<(), Error> {
         format => print_structured(&rows, format)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_password_or_token() {
+        let args = RegistryArgs {
+            insecure: false,
+            ca_files: Vec::new(),
+            username: Some("robot".into()),
+            password: Some("hunter2".into()),
+            token: Some("t0ken".into()),
+            timeout: 60,
+        };
+        let shown = format!("{args:?}");
+        assert!(
+            shown.contains("robot") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+    }
 }

@@ -166,7 +166,7 @@ pub struct RunArgs {
     pub registry_timeout: u64,
     /// How often the FluxReport is refreshed (also after every reconcile that changed
     /// something; the report's `fluxcd.controlplane.io/reconcileEvery` annotation wins).
-    #[arg(long, env = "FLUXOP_REPORTING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXOP_REPORTING_INTERVAL", default_value = "5m", value_parser = parse_interval)]
     pub reporting_interval: std::time::Duration,
     /// Take the FluxInstance from this signed OCI artifact (made with `fluxop bundle
     /// push-instance`) and follow its tag: fleets publish one artifact for all members.
@@ -181,7 +181,7 @@ pub struct RunArgs {
     #[arg(long, env = "FLUXOP_INSTANCE_FROM_KEY_SECRET")]
     pub instance_from_key_secret: Option<String>,
     /// How often the instance artifact's tag is checked.
-    #[arg(long, env = "FLUXOP_INSTANCE_FROM_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXOP_INSTANCE_FROM_INTERVAL", default_value = "1m", value_parser = parse_interval)]
     pub instance_from_interval: std::time::Duration,
     /// Also run the FluxFleet controller: this cluster is a fleet hub that rolls FluxInstances
     /// out to member clusters in waves.
@@ -570,4 +570,35 @@ async fn shutdown_signal() {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// A loop's interval: a duration of at least [`crate::policy::requeue::MIN_INTERVAL`].
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = parse_duration(text)?;
+    let floor = crate::policy::requeue::MIN_INTERVAL;
+    if interval < floor {
+        return Err(format!(
+            "{text} is shorter than {}s, the shortest interval fluxop polls at",
+            floor.as_secs()
+        ));
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_polling_interval_below_the_floor_is_refused_with_the_floor_named() {
+        assert_eq!(
+            parse_interval("0s").unwrap_err(),
+            "0s is shorter than 1s, the shortest interval fluxop polls at"
+        );
+        assert_eq!(
+            parse_interval("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert!(parse_interval("soon").is_err());
+    }
 }

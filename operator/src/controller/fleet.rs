@@ -50,6 +50,8 @@ pub enum Error {
     Archive(#[from] crate::bundle::archive::Error),
     #[error("reading the verification key Secret {0}: {1}")]
     Key(String, String),
+    #[error(transparent)]
+    Lost(#[from] crate::task::Lost),
     #[error("{artifact}: verifying and pulling took longer than {seconds}s")]
     Deadline { artifact: String, seconds: u64 },
     #[error("{artifact} has no {INSTANCE_FILE}")]
@@ -124,10 +126,11 @@ async fn apply_digest(
     let fetch = async {
         signature::verify(registry, &pinned, &key).await?;
         let pulled = registry.pull(&pinned).await?;
-        tokio::task::spawn_blocking(move || archive::unpack(&pulled.layer, &Limits::default()))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-            .map_err(Error::from)
+        crate::task::off_runtime("unpack", move || {
+            archive::unpack(&pulled.layer, &Limits::default())
+        })
+        .await?
+        .map_err(Error::from)
     };
     let files = tokio::time::timeout(deadline, fetch)
         .await

@@ -265,7 +265,7 @@ async fn member_client(
     let text = String::from_utf8(bytes.0).map_err(|e| Other(format!("kubeconfig: {e}")))?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
         .map_err(|e| Other(format!("kubeconfig: {e}")))?;
-    member_kubeconfig::check(&kubeconfig).map_err(|refused| {
+    member_kubeconfig::check(&kubeconfig, member.insecure == Some(true)).map_err(|refused| {
         MemberClientError::Refused(format!(
             "kubeconfig in Secret {} (key {key:?}) refused: {refused}",
             reference.name

@@ -50,8 +50,41 @@ pub struct Report {
     pub changes: ChangeSet,
     pub pruned: Vec<String>,
     pub kept: Vec<String>,
+    /// CRDs that prune left in place because objects of their kind still exist; they stay
+    /// in the inventory and are pruned once empty.
+    pub crds_in_use: Vec<CrdInUse>,
     pub migrated: Vec<Migration>,
     pub elapsed: Duration,
+}
+
+/// A CRD that is no longer rendered but still has objects: deleting it would delete them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrdInUse {
+    pub id: ObjectId,
+    /// The inventory's API version of the CRD object.
+    pub version: String,
+    /// Objects of its kind, in all namespaces.
+    pub objects: u64,
+}
+
+impl CrdInUse {
+    pub fn describe(&self) -> String {
+        format!(
+            "CustomResourceDefinition {} still has {} object{}",
+            self.id.name,
+            self.objects,
+            if self.objects == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// What prune does with a stale CRD that still has objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrdPrune {
+    /// A component left the spec: keep the CRD until its objects are gone.
+    KeepInUse,
+    /// Uninstall: the user deleted the instance, Flux's custom resources go with it.
+    WithObjects,
 }
 
 impl Report {
@@ -271,10 +304,17 @@ pub async fn converge(
     }
     if let Some(previous) = previous {
         let current = object::inventory(plan.objects);
-        prune(applier, plan.instance, previous, &current, &mut report)
-            .instrument(tracing::info_span!("prune"))
-            .await
-            .map_err(Stop::Apply)?;
+        prune(
+            applier,
+            plan.instance,
+            previous,
+            &current,
+            CrdPrune::KeepInUse,
+            &mut report,
+        )
+        .instrument(tracing::info_span!("prune"))
+        .await
+        .map_err(Stop::Apply)?;
     }
     let crd_changed = report.changes.changed().any(|e| e.id.is_crd());
     if spec.migrate_resources() && (plan.new_revision || crd_changed) {
@@ -301,10 +341,24 @@ pub async fn prune(
     instance: &FluxInstance,
     previous: &ResourceInventory,
     current: &ResourceInventory,
+    crds: CrdPrune,
     report: &mut Report,
 ) -> Result<(), apply::Error> {
     let guard = |live: &Value| prune_guard(instance, live);
     for (id, version) in object::stale(previous, current) {
+        if id.is_crd() && crds == CrdPrune::KeepInUse {
+            let objects = count_objects(applier, &id).await?;
+            if objects > 0 {
+                let in_use = CrdInUse {
+                    id,
+                    version,
+                    objects,
+                };
+                tracing::warn!(crd = %in_use.id.name, objects, "CRD not pruned: objects of its kind exist");
+                report.crds_in_use.push(in_use);
+                continue;
+            }
+        }
         match applier.delete(&id, &version, &guard).await? {
             Deletion::Deleted => report.pruned.push(id.to_string()),
             Deletion::Absent => {}
@@ -390,6 +444,7 @@ pub async fn uninstall(applier: &Applier, instance: &FluxInstance) -> Result<Rep
         instance,
         &without_controllers,
         &ResourceInventory::default(),
+        CrdPrune::WithObjects,
         &mut rest,
     )
     .await?;
@@ -404,6 +459,45 @@ fn is_controller(id: &ObjectId) -> bool {
     id.group == "apps" && id.kind == "Deployment"
 }
 
+/// How many objects of the kind `crd` defines exist, in all namespaces (0 when the CRD is
+/// gone or serves nothing). One list of one item: the API server counts the rest.
+async fn count_objects(applier: &Applier, crd: &ObjectId) -> Result<u64, apply::Error> {
+    let Some(live) = applier.get(crd, "v1").await? else {
+        return Ok(0);
+    };
+    let Some(storage) = migrate::storage_version(&live) else {
+        return Ok(0);
+    };
+    let kind = served_kind(&live, crd);
+    let all = applier.api(&kind, storage).await?;
+    let list = all
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|source| apply::Error::Request {
+            object: kind.to_string(),
+            source: Box::new(source),
+        })?;
+    let remaining = list
+        .metadata
+        .remaining_item_count
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    Ok(list.items.len() as u64 + remaining)
+}
+
+/// The kind a live CRD serves, as an id for [`Applier::api`] (all namespaces).
+fn served_kind(live: &Value, crd: &ObjectId) -> ObjectId {
+    ObjectId {
+        group: live["spec"]["group"].as_str().unwrap_or_default().into(),
+        kind: live["spec"]["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        namespace: String::new(),
+        name: crd.name.clone(),
+    }
+}
+
 /// Removes the finalizers of every object of a Flux CRD, listing them page by page.
 async fn strip_finalizers(applier: &Applier, crd: &ObjectId) -> Result<(), apply::Error> {
     use kube::api::{Patch, PatchParams};
@@ -413,15 +507,7 @@ async fn strip_finalizers(applier: &Applier, crd: &ObjectId) -> Result<(), apply
     let Some(storage) = migrate::storage_version(&live) else {
         return Ok(());
     };
-    let kind = ObjectId {
-        group: live["spec"]["group"].as_str().unwrap_or_default().into(),
-        kind: live["spec"]["names"]["kind"]
-            .as_str()
-            .unwrap_or_default()
-            .into(),
-        namespace: String::new(),
-        name: crd.name.clone(),
-    };
+    let kind = served_kind(&live, crd);
     let failed = |id: &ObjectId| {
         let object = id.to_string();
         move |source| apply::Error::Request {

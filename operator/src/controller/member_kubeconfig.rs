@@ -6,12 +6,13 @@
 //! hub accepts inline credentials only, and checks that with [`check`] before any client is
 //! built.
 //!
-//! Accepted: `server`, `certificate-authority-data`, `insecure-skip-tls-verify` (accepted
-//! before this check existed; it weakens the member connection, not the operator's pod),
-//! `tls-server-name`, `disable-compression`, `token`, `username`/`password`,
+//! Accepted: `server` (`https://`), `certificate-authority-data`, `tls-server-name`,
+//! `disable-compression`, `token`, `username`/`password`,
 //! `client-certificate-data`/`client-key-data`, impersonation (`as`, `as-groups`, ...), and
 //! extensions. Refused: `exec`, `auth-provider`, every file path, and `proxy-url` (see
-//! [`check`]).
+//! [`check`]); and, unless the FluxFleet member sets `insecure: true`, an `http://` server
+//! and `insecure-skip-tls-verify`, which hand the member's credentials to whoever is on the
+//! path.
 //!
 //! Every user and cluster entry is checked, not only those of the current context: what the
 //! kube crate selects (current context, defaults, merged documents) is then irrelevant, and a
@@ -54,6 +55,8 @@ pub enum Problem {
     File { instead: &'static str },
     /// `proxy-url`: see [`check`].
     Proxy,
+    /// A plain `http://` server or `insecure-skip-tls-verify`, without the member's opt-in.
+    Insecure,
 }
 
 /// One refused field of one entry.
@@ -89,6 +92,10 @@ impl fmt::Display for Finding {
                 f,
                 "{entry} sets a proxy ({field}), which the hub does not support for members; remove it so the hub connects to the server directly"
             ),
+            Problem::Insecure => write!(
+                f,
+                "{entry} connects without verified TLS ({field}), so the member's credentials would travel unprotected; use an https:// server with certificate-authority-data, or set insecure: true on the FluxFleet member"
+            ),
         }
     }
 }
@@ -117,7 +124,7 @@ impl fmt::Display for Refused {
 ///
 /// The structs are destructured without `..`: a kube release that adds a field (a new path
 /// or plugin) stops this from compiling until the field is judged here.
-pub fn check(kubeconfig: &Kubeconfig) -> Result<(), Refused> {
+pub fn check(kubeconfig: &Kubeconfig, allow_insecure: bool) -> Result<(), Refused> {
     let Kubeconfig {
         preferences: _,
         clusters,
@@ -147,7 +154,7 @@ pub fn check(kubeconfig: &Kubeconfig) -> Result<(), Refused> {
     } in clusters
     {
         if let Some(cluster) = cluster {
-            check_cluster(name, cluster, &mut findings);
+            check_cluster(name, cluster, allow_insecure, &mut findings);
         }
     }
     if findings.is_empty() {
@@ -210,10 +217,10 @@ fn check_user(name: &str, auth_info: &AuthInfo, findings: &mut Vec<Finding>) {
     }
 }
 
-fn check_cluster(name: &str, cluster: &Cluster, findings: &mut Vec<Finding>) {
+fn check_cluster(name: &str, cluster: &Cluster, allow_insecure: bool, findings: &mut Vec<Finding>) {
     let Cluster {
-        server: _,
-        insecure_skip_tls_verify: _,
+        server,
+        insecure_skip_tls_verify,
         certificate_authority,
         certificate_authority_data: _,
         proxy_url,
@@ -240,6 +247,18 @@ fn check_cluster(name: &str, cluster: &Cluster, findings: &mut Vec<Finding>) {
     if proxy_url.is_some() {
         refuse("proxy-url", Problem::Proxy);
     }
+    if !allow_insecure {
+        let plain = server.as_deref().is_some_and(|s| {
+            s.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+        });
+        if plain {
+            refuse("server: http://", Problem::Insecure);
+        }
+        if *insecure_skip_tls_verify == Some(true) {
+            refuse("insecure-skip-tls-verify", Problem::Insecure);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,7 +280,7 @@ mod tests {
         "    server: https://10.0.0.1:6443\n    certificate-authority-data: LS0tLS1CRUdJTg==";
 
     fn refused(kubeconfig: &Kubeconfig) -> (Vec<(Entry, &'static str)>, String) {
-        let refused = check(kubeconfig).expect_err("refused");
+        let refused = check(kubeconfig, false).expect_err("refused");
         let fields = refused
             .0
             .iter()
@@ -273,7 +292,7 @@ mod tests {
     #[test]
     fn an_inline_token_is_accepted() {
         assert_eq!(
-            check(&kubeconfig(INLINE_CLUSTER, "    token: abc.def")),
+            check(&kubeconfig(INLINE_CLUSTER, "    token: abc.def"), false),
             Ok(())
         );
     }
@@ -282,15 +301,31 @@ mod tests {
     fn an_inline_client_certificate_and_key_are_accepted() {
         let user =
             "    client-certificate-data: LS0tLS1CRUdJTg==\n    client-key-data: LS0tLS1CRUdJTg==";
-        assert_eq!(check(&kubeconfig(INLINE_CLUSTER, user)), Ok(()));
+        assert_eq!(check(&kubeconfig(INLINE_CLUSTER, user), false), Ok(()));
     }
 
     #[test]
-    fn basic_auth_impersonation_and_an_insecure_server_are_accepted() {
-        let cluster = "    server: https://10.0.0.1:6443\n    insecure-skip-tls-verify: true\n    \
+    fn basic_auth_and_impersonation_are_accepted() {
+        let cluster = "    server: https://10.0.0.1:6443\n    certificate-authority-data: LS0=\n    \
                        tls-server-name: member.example.com";
         let user = "    username: admin\n    password: secret\n    as: someone\n    as-groups: [a]";
-        assert_eq!(check(&kubeconfig(cluster, user)), Ok(()));
+        assert_eq!(check(&kubeconfig(cluster, user), false), Ok(()));
+    }
+
+    #[test]
+    fn plain_http_and_skipped_tls_verification_are_refused_unless_the_member_opts_in() {
+        let skip = "    server: https://10.0.0.1:6443\n    insecure-skip-tls-verify: true";
+        let plain = "    server: HTTP://10.0.0.1:8080";
+        for (cluster, field) in [
+            (skip, "insecure-skip-tls-verify"),
+            (plain, "server: http://"),
+        ] {
+            let config = kubeconfig(cluster, "    token: abc.def");
+            let (fields, message) = refused(&config);
+            assert_eq!(fields, [(Entry::Cluster("member".into()), field)]);
+            assert!(message.contains("set insecure: true"), "{message}");
+            assert_eq!(check(&config, true), Ok(()));
+        }
     }
 
     #[test]

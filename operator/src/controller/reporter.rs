@@ -71,6 +71,7 @@ async fn write(ctx: &Context, spec: &FluxReportSpec) -> Result<Option<Duration>,
         r.annotations()
             .get(annotation::RECONCILE_EVERY)
             .and_then(|v| crate::api::duration::parse(v).ok())
+            .map(crate::api::instance::at_least_min_interval)
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     if existing.as_ref().map(|r| &r.spec) != Some(spec) {

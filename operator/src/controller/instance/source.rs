@@ -266,7 +266,7 @@ pub(super) fn select(
         &bundle.versions(),
         installed.as_ref(),
     )
-    .map_err(|e| Failure::stalled(reason::BUILD_FAILED, e.to_string()))
+    .map_err(build_failed)
 }
 
 /// (artifact digest, Flux version).
@@ -314,15 +314,17 @@ impl ReleaseCache {
         digest: &str,
         bundle: &Arc<Bundle>,
         version: &Version,
-    ) -> Result<Arc<Release>, crate::render::Error> {
+    ) -> Result<Arc<Release>, Failure> {
         let key = (digest.to_string(), version.clone());
         if let Some(release) = self.lookup(&key) {
             return Ok(release);
         }
         let (bundle, parse_version) = (bundle.clone(), version.clone());
-        let release = tokio::task::spawn_blocking(move || Release::parse(&bundle, &parse_version))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+        let release =
+            crate::task::off_runtime("parse", move || Release::parse(&bundle, &parse_version))
+                .await
+                .map_err(lost)?
+                .map_err(build_failed)?;
         let release = Arc::new(release);
         self.insert(key, release.clone());
         Ok(release)
@@ -337,18 +339,28 @@ pub(super) async fn render_version(
     fetched: &Fetched,
     version: &Version,
 ) -> Result<Rendered, Failure> {
-    let stalled = |e: crate::render::Error| Failure::stalled(reason::BUILD_FAILED, e.to_string());
     let release = ctx
         .releases
         .get_or_parse(&fetched.digest, &fetched.bundle, version)
-        .await
-        .map_err(stalled)?;
+        .await?;
     let namespace = instance.namespace().unwrap_or_default();
     let spec = spec.clone();
-    tokio::task::spawn_blocking(move || crate::render::render_release(&namespace, &spec, &release))
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-        .map_err(stalled)
+    crate::task::off_runtime("render", move || {
+        crate::render::render_release(&namespace, &spec, &release)
+    })
+    .await
+    .map_err(lost)?
+    .map_err(build_failed)
+}
+
+/// The spec cannot be rendered from this bundle: terminal until one of them changes.
+fn build_failed(error: impl std::fmt::Display) -> Failure {
+    Failure::stalled(reason::BUILD_FAILED, error.to_string())
+}
+
+/// A panic while parsing or rendering is a bug: this reconcile fails and is retried.
+fn lost(lost: crate::task::Lost) -> Failure {
+    Failure::retry(reason::RECONCILIATION_FAILED, lost.to_string())
 }
 
 #[cfg(test)]

@@ -17,7 +17,11 @@ use kube::{
 };
 use semver::Version;
 
-use super::super::{conditions, lifecycle::Report, truncate_note};
+use super::super::{
+    conditions,
+    lifecycle::{CrdInUse, Report},
+    truncate_note,
+};
 use crate::{
     api::{
         ComponentImage, FluxInstance, FluxInstanceSpec, FluxInstanceStatus, ResourceInventory,
@@ -150,14 +154,19 @@ impl Outcome {
         }
     }
 
-    /// Did the reconcile change objects in the cluster?
-    pub(super) fn changed_objects(&self) -> bool {
+    /// What converging did, when it got through.
+    pub(super) fn report(&self) -> Option<&Report> {
         match self {
             Outcome::Applied { report, .. }
             | Outcome::Held { report, .. }
-            | Outcome::RolledBack { report, .. } => !report.is_noop(),
-            _ => false,
+            | Outcome::RolledBack { report, .. } => Some(report),
+            _ => None,
         }
+    }
+
+    /// Did the reconcile change objects in the cluster?
+    pub(super) fn changed_objects(&self) -> bool {
+        self.report().is_some_and(|report| !report.is_noop())
     }
 }
 
@@ -181,12 +190,13 @@ pub(super) fn hold_in_effect(instance: &FluxInstance, attempted: &str) -> bool {
         .status
         .as_ref()
         .and_then(|s| s.rollback.as_ref())
-        .is_some_and(|hold| {
-            hold.attempted_revision == attempted
-                && Some(hold.generation) == instance.metadata.generation
-                && instance.annotations().get(annotation::REQUESTED_AT)
-                    == hold.requested_at.as_ref()
-        })
+        .is_some_and(|hold| hold.attempted_revision == attempted && hold_matches(hold, instance))
+}
+
+/// Was the hold set for this spec generation and this reconcile request?
+fn hold_matches(hold: &RollbackHold, instance: &FluxInstance) -> bool {
+    Some(hold.generation) == instance.metadata.generation
+        && instance.annotations().get(annotation::REQUESTED_AT) == hold.requested_at.as_ref()
 }
 
 /// Is there something to announce as in progress? A new revision, a spec generation not yet
@@ -316,6 +326,46 @@ fn record_history(
             history.truncate(5);
         }
     }
+}
+
+/// CRDs that prune kept because they still have objects stay in the inventory (so a later
+/// prune finds them once they are empty) and are named in `PruneBlocked`.
+fn keep_crds_in_use(
+    status: &mut FluxInstanceStatus,
+    list: &mut Vec<Condition>,
+    in_use: &[CrdInUse],
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if in_use.is_empty() {
+        conditions::remove(list, condition::PRUNE_BLOCKED);
+        return;
+    }
+    let inventory = status.inventory.get_or_insert_with(Default::default);
+    for crd in in_use {
+        let id = crd.id.inventory_id();
+        if !inventory.entries.iter().any(|e| e.id == id) {
+            inventory.entries.push(ResourceRef {
+                id,
+                v: crd.version.clone(),
+            });
+        }
+    }
+    inventory.entries.sort();
+    let names: Vec<String> = in_use.iter().map(CrdInUse::describe).collect();
+    let message = format!(
+        "not pruned while objects of its kind exist, deleting it would delete them: {}",
+        names.join("; ")
+    );
+    conditions::set(
+        list,
+        condition::PRUNE_BLOCKED,
+        "True",
+        reason::CRD_IN_USE,
+        &message,
+        generation,
+        now,
+    );
 }
 
 /// The message of a rollback, in `Ready`, `Stalled` and the hold.
@@ -485,6 +535,18 @@ pub(super) fn next_status(
             }
             install(&mut status, installed);
         }
+    }
+    if let Some(report) = outcome.report() {
+        keep_crds_in_use(&mut status, &mut list, &report.crds_in_use, generation, now);
+    }
+    // A hold ends when the spec changes or a reconcile is requested, whatever comes of the
+    // new try: a stale hold left in the status would read as a rollback of this generation.
+    if status
+        .rollback
+        .as_ref()
+        .is_some_and(|hold| !hold_matches(hold, instance))
+    {
+        status.rollback = None;
     }
     // A rollback of this generation stays visible as Stalled through any later failure;
     // a failure that is terminal on its own says so instead.
@@ -709,6 +771,11 @@ pub(super) fn events(
         _ => {}
     }
     let before = instance.status.clone().unwrap_or_default();
+    if let Some(blocked) = condition(after, condition::PRUNE_BLOCKED).filter(|now| {
+        condition(&before, condition::PRUNE_BLOCKED).is_none_or(|was| was.message != now.message)
+    }) {
+        events.push(warning(reason::CRD_IN_USE, blocked.message.clone()));
+    }
     if condition(&before, condition::FETCH_FAILED).is_none()
         && let Some(fetch_failed) = condition(after, condition::FETCH_FAILED)
     {

@@ -356,6 +356,22 @@ fn a_transient_failure_does_not_end_the_rollback_hold() {
 }
 
 #[test]
+fn a_new_spec_ends_the_hold_even_when_it_fails() {
+    let mut rolled = rolled_back_instance();
+    rolled.metadata.generation = Some(3);
+    let refused = failed(Failure::stalled(
+        reason::BUILD_FAILED,
+        "no Flux version in the bundle matches 2.99.x",
+    ));
+    let status = next_status(&rolled, &Fetch::default(), &refused, Timestamp::UNIX_EPOCH);
+    assert_eq!(
+        status.rollback, None,
+        "a hold of generation 2 is not stored at 3"
+    );
+    assert_eq!(condition(&status, "Stalled").unwrap().reason, "BuildFailed");
+}
+
+#[test]
 fn a_restored_revision_that_is_unhealthy_is_a_failure_not_a_success() {
     let rolled = rolled_back_instance();
     let held = Outcome::Held {
@@ -465,6 +481,82 @@ fn failures_are_retried_less_often_the_longer_they_last() {
             Timestamp::UNIX_EPOCH
         ),
         Action::await_change()
+    );
+}
+
+#[test]
+fn a_crd_kept_for_its_objects_stays_in_the_inventory_and_is_named_until_pruned() {
+    let crd = apply::ObjectId {
+        group: "apiextensions.k8s.io".into(),
+        kind: "CustomResourceDefinition".into(),
+        namespace: String::new(),
+        name: "imagepolicies.image.toolkit.fluxcd.io".into(),
+    };
+    let mut outcome = applied("2.9.4", "new", 0);
+    if let Outcome::Applied { report, .. } = &mut outcome {
+        report.crds_in_use.push(CrdInUse {
+            id: crd.clone(),
+            version: "v1".into(),
+            objects: 3,
+        });
+    }
+    let first = instance(None);
+    let status = next_status(
+        &first,
+        &fetched("sha256:art"),
+        &outcome,
+        Timestamp::UNIX_EPOCH,
+    );
+    let inventory = &status.inventory.as_ref().unwrap().entries;
+    assert!(
+        inventory.iter().any(|e| e.id == crd.inventory_id()),
+        "a later prune finds the CRD: {inventory:?}"
+    );
+    let blocked = condition(&status, "PruneBlocked").unwrap();
+    assert_eq!(blocked.reason, "CustomResourceDefinitionInUse");
+    assert!(
+        blocked
+            .message
+            .contains("imagepolicies.image.toolkit.fluxcd.io still has 3 objects"),
+        "{}",
+        blocked.message
+    );
+    assert_eq!(condition(&status, "Ready").unwrap().status, "True");
+    let published = events(&first, &outcome, &Fetch::default(), &status);
+    assert!(
+        published
+            .iter()
+            .any(|e| e.reason == "CustomResourceDefinitionInUse"),
+        "a Warning event names the CRD"
+    );
+
+    // Same count next time: no second event. Once empty and pruned: the condition goes.
+    let kept = instance(Some(status.clone()));
+    let again = next_status(
+        &kept,
+        &fetched("sha256:art"),
+        &outcome,
+        Timestamp::UNIX_EPOCH,
+    );
+    assert!(
+        !events(&kept, &outcome, &Fetch::default(), &again)
+            .iter()
+            .any(|e| e.reason == "CustomResourceDefinitionInUse")
+    );
+    let pruned = next_status(
+        &kept,
+        &fetched("sha256:art"),
+        &applied("2.9.4", "new", 0),
+        Timestamp::UNIX_EPOCH,
+    );
+    assert!(condition(&pruned, "PruneBlocked").is_none());
+    assert!(
+        !pruned
+            .inventory
+            .unwrap()
+            .entries
+            .iter()
+            .any(|e| e.id == crd.inventory_id())
     );
 }
 
