@@ -371,9 +371,23 @@ pub fn free_port() -> u16 {
 
 /// `GET path` over HTTP/1.0; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_with(addr, path, "")
+}
+
+/// [`http_get`] with a bearer token.
+pub fn http_get_bearer(addr: SocketAddr, path: &str, token: &str) -> Option<(u16, String)> {
+    http_get_with(addr, path, &format!("Authorization: Bearer {token}\r\n"))
+}
+
+/// A GET with `headers` (each line ending in CRLF).
+fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;

@@ -52,6 +52,7 @@ fn the_chart_lints_and_grants_exactly_what_deploy_grants() {
         ("ClusterRole", "fluxop"),
         ("Role", "fluxop"),
         ("ClusterRole", "fluxop-view"),
+        ("ClusterRole", "fluxop-metrics-reader"),
         ("ClusterRole", "fluxop-edit"),
     ] {
         assert_eq!(
@@ -60,6 +61,49 @@ fn the_chart_lints_and_grants_exactly_what_deploy_grants() {
             "{kind} {name} differs between the chart and deploy/rbac.yaml"
         );
     }
+    // The trust policy becomes flags of `fluxop run`, and only when set.
+    let args = |documents: &[Value]| -> Vec<String> {
+        let deployment = documents
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("a Deployment");
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect()
+    };
+    assert!(
+        !args(&rendered)
+            .iter()
+            .any(|a| a.starts_with("--required-signature-secret")
+                || a.starts_with("--allowed-registry")),
+        "no trust flags by default"
+    );
+    let trusting = documents(&run_helm(&[
+        "template",
+        "fluxop",
+        chart,
+        "--set",
+        "trust.requiredSignatureSecret=flux-bundle-key",
+        "--set",
+        "trust.allowedRegistries={ghcr.io/acme,127.0.0.1:5000}",
+    ]));
+    let trust_args: Vec<String> = args(&trusting)
+        .into_iter()
+        .filter(|a| {
+            a.starts_with("--required-signature-secret") || a.starts_with("--allowed-registry")
+        })
+        .collect();
+    assert_eq!(
+        trust_args,
+        [
+            "--required-signature-secret=flux-bundle-key",
+            "--allowed-registry=ghcr.io/acme",
+            "--allowed-registry=127.0.0.1:5000"
+        ]
+    );
     // Two replicas without leader election would fight: the chart refuses them.
     let refused = helm()
         .args(["template", "fluxop", chart, "--set", "replicas=2"])

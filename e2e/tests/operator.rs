@@ -4,7 +4,7 @@ use std::{process::Command, time::Duration};
 
 use fluxop_e2e::{
     client,
-    cluster::{OwnCluster, exclusive, http_get},
+    cluster::{OwnCluster, exclusive, http_get, http_get_bearer},
     ensure_crds, eventually, fluxop_bin, fresh_namespace, kubectl, repo_root,
 };
 
@@ -48,6 +48,63 @@ async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn with_metrics_auth_only_a_token_allowed_to_read_metrics_gets_them() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("metricsauth").await;
+    let client = cluster.client().await;
+    let namespace = fresh_namespace(&client, "metricsauth").await;
+    // The reader role as shipped in deploy/rbac.yaml, bound to one of two ServiceAccounts.
+    let rbac = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac");
+    let reader = rbac
+        .split("\n---\n")
+        .find(|doc| doc.contains("name: fluxop-metrics-reader"))
+        .expect("deploy/rbac.yaml has fluxop-metrics-reader");
+    cluster.apply(reader);
+    for account in ["scraper", "nobody"] {
+        cluster.kubectl_ok(&["create", "serviceaccount", account, "-n", &namespace]);
+    }
+    cluster.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "metricsauth-scraper",
+        "--clusterrole=fluxop-metrics-reader",
+        &format!("--serviceaccount={namespace}:scraper"),
+    ]);
+    let token = |account: &str| {
+        cluster
+            .kubectl_ok(&["create", "token", account, "-n", &namespace])
+            .trim()
+            .to_string()
+    };
+    let (scraper, nobody) = (token("scraper"), token("nobody"));
+    let operator = cluster
+        .start_operator(&namespace, &["--metrics-auth"])
+        .await;
+    let (health, metrics) = (operator.health, operator.metrics);
+    eventually(
+        Duration::from_secs(60),
+        "fluxop /readyz to answer 200",
+        || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
+    )
+    .await;
+    let (status, body) = http_get(metrics, "/metrics").expect("answers");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("bearer token"), "{body}");
+    let (status, body) = http_get_bearer(metrics, "/metrics", "not-a-token").expect("answers");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http_get_bearer(metrics, "/metrics", &nobody).expect("answers");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("fluxop-metrics-reader"), "{body}");
+    let (status, body) = http_get_bearer(metrics, "/metrics", &scraper).expect("answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("flux_operator_info{"), "{body}");
+    // Not around it through the health port either; probes need no token.
+    let (status, _) = http_get(health, "/metrics").expect("answers");
+    assert_eq!(status, 401);
+    assert_eq!(http_get(health, "/healthz").map(|(s, _)| s), Some(200));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cli;
 pub mod controller;
 pub mod policy;
+pub mod poll;
 pub mod render;
 pub mod report;
 pub mod server;

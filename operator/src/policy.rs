@@ -73,6 +73,8 @@ pub mod kube {
     pub const APPLY_CONCURRENCY: usize = 6;
     /// How long freshly applied CRDs may take to be served.
     pub const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
+    /// How long an object deleted to be recreated (`forceAt`) may take to be gone.
+    pub const RECREATE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Attempts of a write guarded by a resourceVersion or uid precondition (ownership
     /// takeover, prune) when the object keeps changing between the read and the write.
     pub const CONFLICT_ATTEMPTS: usize = 3;

@@ -16,6 +16,8 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::telemetry::Metrics;
 
+pub mod metrics_auth;
+
 /// Readiness of the operator: not ready until its caches have synced, with the reason shown
 /// by `/readyz` so `kubectl describe pod` says why.
 #[derive(Debug)]
@@ -57,6 +59,31 @@ impl Health {
 pub struct State {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// With `--metrics-auth`: `/metrics` only for a token allowed to read it.
+    pub metrics_auth: Option<metrics_auth::MetricsAuth>,
+}
+
+/// [`route`], with `/metrics` behind [`metrics_auth`] when it is on.
+async fn respond(state: &State, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use metrics_auth::Verdict;
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let path = request.uri().path();
+    if path == "/metrics"
+        && let Some(auth) = &state.metrics_auth
+    {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let (status, why) = match auth.check(authorization).await {
+            Verdict::Allowed => return route(state, path),
+            Verdict::Unauthenticated(why) => (StatusCode::UNAUTHORIZED, why),
+            Verdict::Forbidden(why) => (StatusCode::FORBIDDEN, why),
+            Verdict::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+        };
+        return text(status, PLAIN, format!("{why}\n"));
+    }
+    route(state, path)
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -155,8 +182,8 @@ pub async fn serve_within(listener: TcpListener, state: Arc<State>, limits: Limi
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = route(&state, request.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, &request).await) }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -188,6 +215,7 @@ mod tests {
         State {
             health: Arc::new(Health::new("FluxInstance cache not synced")),
             metrics: Arc::new(Metrics::new()),
+            metrics_auth: None,
         }
     }
 

@@ -14,3 +14,5 @@ pub fn vendored_bundle() -> Bundle {
     Bundle::from_files(archive::read_dir(&dir).expect("read manifests-bundle"))
         .expect("valid bundle")
 }
+
+pub mod scripted_api;

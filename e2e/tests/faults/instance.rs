@@ -1,11 +1,14 @@
 //! Hostile instance specs and artifacts against a real cluster (kwok nodes: the operator's
 //! bookkeeping is the point, not the pods): a patch that strips fluxop's owner labels does not
 //! make it lose track of what it created; a tag moved to an older bundle does not move Flux
-//! back.
+//! back; the operator's trust policy holds whatever the instance's editor writes.
 
 use std::time::Duration;
 
-use fluxop::{api::FluxInstance, bundle::reference::ArtifactRef};
+use fluxop::{
+    api::FluxInstance,
+    bundle::{reference::ArtifactRef, signature},
+};
 use fluxop_e2e::{
     cluster::{OwnCluster, condition, exclusive, instance_yaml, is_ready_at, wait_for_instance},
     registry_address, unique_repository,
@@ -177,5 +180,145 @@ async fn a_tag_moved_to_an_older_bundle_does_not_move_flux_back_unless_the_spec_
     wait_for_instance(&api, 2 * MINUTE, "v2.9.4 to be Ready on request", |i| {
         is_ready_at(i, "v2.9.4@")
     })
+    .await;
+}
+
+#[tokio::test]
+async fn the_operators_signature_and_registry_policy_holds_whatever_the_instance_says() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let cluster = OwnCluster::start("trust").await;
+    let client = cluster.client().await;
+    cluster.kubectl_ok(&["create", "namespace", "flux-system"]);
+    let api = Api::<FluxInstance>::namespaced(client.clone(), "flux-system");
+    let registry = registry_address();
+    let operator_key = signature::generate_key_pair(b"").expect("key pair");
+    let editor_key = signature::generate_key_pair(b"").expect("key pair");
+    cluster.apply_public_key("operator-key", &operator_key.public_pem);
+    cluster.apply_public_key("editor-key", &editor_key.public_pem);
+    let _operator = cluster
+        .start_operator(
+            "flux-system",
+            &[
+                "--insecure-registry",
+                &registry,
+                "--required-signature-secret",
+                "operator-key",
+                "--allowed-registry",
+                &registry,
+                "--allowed-registry",
+                "ghcr.io/fluxcd",
+            ],
+        )
+        .await;
+    let repository = unique_repository("trust");
+    let tag = |name: &str| {
+        ArtifactRef::parse(&format!("oci://{registry}/{repository}:{name}")).expect("reference")
+    };
+    // Three different bundles: a signature belongs to a digest, not to a tag.
+    let layer = fluxop_e2e::fleet::bundle_layer;
+    fluxop_e2e::fleet::push(&tag("unsigned"), &layer(Some("v2.9.90")), None).await;
+    fluxop_e2e::fleet::push(&tag("editor"), &layer(Some("v2.9.91")), Some(&editor_key)).await;
+    fluxop_e2e::fleet::push(&tag("operator"), &layer(None), Some(&operator_key)).await;
+    let spec = |artifact: &str, images: &str, verify: &str| {
+        format!(
+            "  distribution:\n    version: \"2.9.x\"\n    registry: {images}\n    artifact: {artifact}\n{verify}  components: [source-controller]\n"
+        )
+    };
+    let refused = |reason: &'static str, needle: String| {
+        move |i: &FluxInstance| {
+            condition(i, "Ready").is_some_and(|c| {
+                c.status == "False" && c.reason == reason && c.message.contains(&needle)
+            })
+        }
+    };
+    let generation = |i: &FluxInstance| i.metadata.generation;
+
+    // The editor drops `verify`: the operator's key is required all the same.
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec(&tag("unsigned").to_string(), "ghcr.io/fluxcd", ""),
+    ));
+    let unsigned = wait_for_instance(
+        &api,
+        2 * MINUTE,
+        "an unsigned bundle to be refused",
+        refused("VerificationFailed", "--required-signature-secret".into()),
+    )
+    .await;
+    println!(
+        "trust: unsigned, no verify: {}",
+        condition(&unsigned, "Ready").expect("Ready").message
+    );
+    // The editor names a key of their own: not the operator's.
+    let own_key =
+        "    verify:\n      provider: cosign\n      secretRef:\n        name: editor-key\n";
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec(&tag("editor").to_string(), "ghcr.io/fluxcd", own_key),
+    ));
+    let current = api.get("flux").await.expect("get");
+    wait_for_instance(
+        &api,
+        2 * MINUTE,
+        "a bundle signed with the editor's key to be refused",
+        |i| {
+            generation(i) == generation(&current)
+                && refused("VerificationFailed", "operator-key".into())(i)
+        },
+    )
+    .await;
+    // Another registry (the same one by another name), and images from elsewhere.
+    let elsewhere = format!(
+        "oci://localhost:{}/{repository}:operator",
+        registry.rsplit(':').next().expect("port")
+    );
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec(&elsewhere, "ghcr.io/fluxcd", ""),
+    ));
+    let stalled = wait_for_instance(
+        &api,
+        2 * MINUTE,
+        "an artifact from another registry to be refused",
+        refused("PolicyViolation", "--allowed-registry".into()),
+    )
+    .await;
+    assert_eq!(
+        condition(&stalled, "Stalled").map(|c| c.reason),
+        Some("PolicyViolation".to_string())
+    );
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec(&tag("operator").to_string(), "evil.example/fluxcd", ""),
+    ));
+    wait_for_instance(
+        &api,
+        2 * MINUTE,
+        "images from another registry to be refused",
+        refused(
+            "PolicyViolation",
+            "Deployment/flux-system/source-controller runs evil.example/fluxcd/source-controller"
+                .into(),
+        ),
+    )
+    .await;
+    assert!(
+        cluster
+            .kubectl_ok(&["get", "deployments", "-n", "flux-system", "-o", "name"])
+            .trim()
+            .is_empty(),
+        "nothing was applied before the policy was met"
+    );
+    // Signed with the operator's key, from an allowed registry: installed.
+    cluster.apply(&instance_yaml(
+        "flux-system",
+        &spec(&tag("operator").to_string(), "ghcr.io/fluxcd", own_key),
+    ));
+    wait_for_instance(
+        &api,
+        2 * MINUTE,
+        "the compliant instance to be Ready",
+        |i| is_ready_at(i, "v2.9.4@"),
+    )
     .await;
 }

@@ -32,6 +32,9 @@ pub mod reason {
     /// fluxop hub: a FluxFleet member's kubeconfig uses an exec plugin, an auth provider, a
     /// file reference or a proxy; only inline credentials are accepted.
     pub const KUBECONFIG_REFUSED: &str = "KubeconfigRefused";
+    /// fluxop: the operator's trust policy refuses the artifact or an image (terminal until
+    /// the spec or the operator's flags change).
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
     /// fluxop: with [`super::condition::PRUNE_BLOCKED`].
     pub const CRD_IN_USE: &str = "CustomResourceDefinitionInUse";
 }

@@ -15,7 +15,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::{StreamExt, stream};
@@ -31,7 +31,12 @@ use serde_json::Value;
 pub use health::Health;
 pub use object::ObjectId;
 
-use crate::policy::kube::{APPLY_CONCURRENCY, CONFLICT_ATTEMPTS, CRD_ESTABLISHED_TIMEOUT};
+use crate::{
+    policy::kube::{
+        APPLY_CONCURRENCY, CONFLICT_ATTEMPTS, CRD_ESTABLISHED_TIMEOUT, RECREATE_TIMEOUT,
+    },
+    poll::{Deadline, TimedOut},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -277,11 +282,12 @@ impl Applier {
 
     pub async fn api(&self, id: &ObjectId, version: &str) -> Result<Api<DynamicObject>, Error> {
         let (resource, scope) = self.resolve(id, version).await?;
+        // A namespaced kind without a namespace means all namespaces (a list across them).
         Ok(match scope {
-            Scope::Namespaced => {
+            Scope::Namespaced if !id.namespace.is_empty() => {
                 Api::namespaced_with(self.client.clone(), &id.namespace, &resource)
             }
-            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+            Scope::Namespaced | Scope::Cluster => Api::all_with(self.client.clone(), &resource),
         })
     }
 
@@ -472,14 +478,14 @@ impl Applier {
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => return Err(failed(source)),
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut wait = Deadline::after(RECREATE_TIMEOUT, Duration::from_millis(250));
         while api.get_opt(&id.name).await.map_err(failed)?.is_some() {
-            if Instant::now() > deadline {
-                return Err(Error::Invalid(format!(
-                    "{id}: still terminating 60s after its deletion for recreation"
-                )));
+            if let Err(TimedOut(after)) = wait.pause().await {
+                return Err(Error::StillTerminating(
+                    after,
+                    format!("{id}, deleted to be recreated"),
+                ));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let created = api
             .patch(
@@ -558,7 +564,7 @@ impl Applier {
     }
 
     async fn wait_established(&self, crds: &[ObjectId], timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+        let mut wait = Deadline::after(timeout, Duration::from_millis(200));
         let mut pending: Vec<ObjectId> = crds.to_vec();
         loop {
             let gets: Vec<_> = pending.iter().map(|id| self.get(id, "v1")).collect();
@@ -577,11 +583,10 @@ impl Applier {
             if pending.is_empty() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if wait.pause().await.is_err() {
                 let names: Vec<String> = pending.iter().map(|i| i.name.clone()).collect();
                 return Err(Error::NotEstablished(timeout, names.join(", ")));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -633,7 +638,8 @@ impl Applier {
         canceled: &(dyn Fn() -> Option<String> + Sync),
         drift_epoch: &(dyn Fn() -> u64 + Sync),
     ) -> Result<HealthOutcome, Error> {
-        let deadline = Instant::now() + timeout;
+        let mut wait =
+            Deadline::after(timeout, Duration::from_millis(250)).growing_to(Duration::from_secs(2));
         let mut epoch = drift_epoch();
         let mut pending: Vec<(ObjectId, String)> = objects
             .iter()
@@ -647,7 +653,6 @@ impl Applier {
         if pending.is_empty() {
             return Ok(HealthOutcome::Healthy);
         }
-        let mut interval = Duration::from_millis(250);
         loop {
             let read = self.read_all(&pending).await?;
             for (id, live) in &read {
@@ -677,7 +682,7 @@ impl Applier {
             if waiting.is_empty() && drift_epoch() == epoch {
                 return Ok(HealthOutcome::Healthy);
             }
-            if Instant::now() >= deadline {
+            if wait.passed() {
                 return Ok(HealthOutcome::Unhealthy(waiting));
             }
             if let Some(why) = canceled() {
@@ -689,13 +694,13 @@ impl Applier {
                 // deletion or edit of an object already judged healthy is noticed too.
                 epoch = now;
                 pending = objects.to_vec();
-                interval = Duration::from_millis(250);
+                wait.restart_pause();
                 continue;
             }
             pending.retain(|(id, _)| waiting.iter().any(|(w, _)| w == id));
-            tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
-            interval = (interval * 2).min(Duration::from_secs(2));
+            if wait.pause().await.is_err() {
+                return Ok(HealthOutcome::Unhealthy(waiting));
+            }
         }
     }
 
@@ -775,7 +780,7 @@ impl Applier {
         objects: &[(ObjectId, String)],
         timeout: Duration,
     ) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+        let mut wait = Deadline::after(timeout, Duration::from_millis(500));
         let mut pending: Vec<(ObjectId, String)> = objects.to_vec();
         loop {
             let gets: Vec<_> = pending.iter().map(|(id, v)| self.get(id, v)).collect();
@@ -795,11 +800,10 @@ impl Applier {
             if pending.is_empty() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if wait.pause().await.is_err() {
                 let names: Vec<String> = pending.iter().map(|(id, _)| id.to_string()).collect();
                 return Err(Error::StillTerminating(timeout, names.join(", ")));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

@@ -17,7 +17,7 @@ use std::{collections::HashMap, sync::Mutex};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oci_client::{Reference, errors::OciDistributionError};
 
-use super::registry::{Credentials, Error, RegistryConfig};
+use super::oci::{Credentials, Error, RegistryConfig};
 use crate::bundle::reference::ArtifactRef;
 
 /// The scheme of a registry: plain HTTP for the hosts listed as insecure (`host:port`,

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod embedded;
 mod http;
 pub mod layout;
+mod oci;
 pub mod reference;
 pub mod registry;
 pub mod signature;

@@ -121,8 +121,7 @@ pub async fn bootstrap(args: BootstrapArgs) -> Result<ExitCode, Error> {
     .map_err(|e| Error::Build(format!("applying the FluxInstance: {e}")))?;
     eprintln!("► FluxInstance {namespace}/{SINGLETON_NAME} applied");
 
-    let started = Instant::now();
-    let deadline = started + args.timeout;
+    let mut wait = crate::poll::Deadline::after(args.timeout, Duration::from_secs(1));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "kustomize.toolkit.fluxcd.io",
         "v1",
@@ -159,22 +158,21 @@ pub async fn bootstrap(args: BootstrapArgs) -> Result<ExitCode, Error> {
                  Kustomization {namespace}/{kustomization_name} applies it ({}s)",
                 sync.url,
                 sync.path,
-                started.elapsed().as_secs()
+                wait.elapsed().as_secs()
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if Instant::now() >= deadline {
+        if last_line.is_none_or(|l| l.elapsed() >= Duration::from_secs(10)) {
+            eprintln!("◎ {step} ({}s)", wait.elapsed().as_secs());
+            last_line = Some(Instant::now());
+        }
+        if let Err(timed_out) = wait.pause().await {
             eprintln!(
-                "✗ timed out after {:?}: {step}. Is the instance file in the source under {}?",
-                args.timeout, sync.path
+                "✗ {timed_out}: {step}. Is the instance file in the source under {}?",
+                sync.path
             );
             return Ok(ExitCode::from(EXIT_NOT_READY));
         }
-        if last_line.is_none_or(|l| l.elapsed() >= Duration::from_secs(10)) {
-            eprintln!("◎ {step} ({}s)", started.elapsed().as_secs());
-            last_line = Some(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

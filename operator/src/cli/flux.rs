@@ -358,21 +358,20 @@ impl Cluster {
         requested: Option<&str>,
         timeout: Duration,
     ) -> Result<Option<(bool, Value)>, Error> {
-        let deadline = Instant::now() + timeout;
+        let mut wait = crate::poll::Deadline::after(timeout, Duration::from_millis(500));
         let mut last_line = None::<Instant>;
         loop {
             let object = self.get(kind, namespace, name).await?;
             if let Some(ready) = settled(&object, requested) {
                 return Ok(Some((ready, object)));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
             if last_line.is_none_or(|l| l.elapsed() >= Duration::from_secs(10)) {
                 eprintln!("◎ waiting for {} {namespace}/{name}", kind.kind);
                 last_line = Some(Instant::now());
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if wait.pause().await.is_err() {
+                return Ok(None);
+            }
         }
     }
 }

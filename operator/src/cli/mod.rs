@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// the chart listen on the pod's interfaces).
     #[arg(long, env = "FLUXOP_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
+    /// Serve /metrics only to a bearer token whose user may `get` the non-resource URL
+    /// /metrics (checked with a TokenReview and a SubjectAccessReview).
+    #[arg(long, env = "FLUXOP_METRICS_AUTH")]
+    pub metrics_auth: bool,
     /// Address of the /healthz and /readyz endpoints (in a pod, every interface: the kubelet
     /// probes the pod IP).
     #[arg(long, env = "FLUXOP_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
@@ -164,6 +168,19 @@ pub struct RunArgs {
     /// Timeout of every registry request, in seconds.
     #[arg(long, env = "FLUXOP_REGISTRY_TIMEOUT", default_value_t = 60)]
     pub registry_timeout: u64,
+    /// Secret in the operator's namespace whose `cosign.pub` every FluxInstance's
+    /// distribution artifact must verify with, whatever the instance's `verify` says.
+    #[arg(long, env = "FLUXOP_REQUIRED_SIGNATURE_SECRET")]
+    pub required_signature_secret: Option<String>,
+    /// Registry (`host[:port]`) or repository prefix (`host/path`) that distribution
+    /// artifacts, `--instance-from` and the rendered container images may come from
+    /// (repeatable; none: anywhere).
+    #[arg(
+        long = "allowed-registry",
+        env = "FLUXOP_ALLOWED_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub allowed_registries: Vec<String>,
     /// How often the FluxReport is refreshed (also after every reconcile that changed
     /// something; the report's `fluxcd.controlplane.io/reconcileEvery` annotation wins).
     #[arg(long, env = "FLUXOP_REPORTING_INTERVAL", default_value = "5m", value_parser = parse_interval)]
@@ -407,6 +424,9 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let state = Arc::new(State {
         health: health.clone(),
         metrics: metrics.clone(),
+        metrics_auth: args
+            .metrics_auth
+            .then(|| server::metrics_auth::MetricsAuth::new(client.clone())),
     });
     let metrics_listener =
         server::bind(args.metrics_addr)
@@ -428,12 +448,22 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         version = env!("CARGO_PKG_VERSION"),
         "fluxop starting"
     );
+    let trust = controller::trust::Policy {
+        signature_secret: args.required_signature_secret.clone(),
+        allowed_registries: args.allowed_registries.clone(),
+    };
     let instance_source = match (&args.instance_from, &args.instance_from_key_secret) {
-        (Some(artifact), Some(key_secret)) => Some(controller::fleet::InstanceSource {
-            artifact: crate::bundle::reference::ArtifactRef::parse(artifact)?,
-            key_secret: key_secret.clone(),
-            interval: args.instance_from_interval,
-        }),
+        (Some(artifact), Some(key_secret)) => {
+            let artifact = crate::bundle::reference::ArtifactRef::parse(artifact)?;
+            trust
+                .check_artifact(&artifact)
+                .map_err(|why| Error::Usage(format!("--instance-from: {why}")))?;
+            Some(controller::fleet::InstanceSource {
+                artifact,
+                key_secret: key_secret.clone(),
+                interval: args.instance_from_interval,
+            })
+        }
         _ => None,
     };
     let context_client = client.clone();
@@ -451,6 +481,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             ca_secret: args.registry_ca_secret.clone(),
             timeout: std::time::Duration::from_secs(args.registry_timeout),
         },
+        trust,
         releases: controller::instance::ReleaseCache::default(),
         applier: crate::apply::Applier::new(context_client.clone(), api::constants::FIELD_MANAGER),
         instances: std::sync::OnceLock::new(),

@@ -617,7 +617,7 @@ async fn wait_for(
     done: impl Fn(&FluxInstance) -> Option<bool>,
 ) -> Result<ExitCode, Error> {
     let mut progress = Progress::new();
-    let deadline = Instant::now() + timeout;
+    let mut wait = crate::poll::Deadline::after(timeout, Duration::from_millis(500));
     loop {
         let instance = api
             .get(SINGLETON_NAME)
@@ -638,13 +638,12 @@ async fn wait_for(
                 ExitCode::from(EXIT_NOT_READY)
             });
         }
-        if Instant::now() >= deadline {
+        progress.show(&message);
+        if let Err(timed_out) = wait.pause().await {
             progress.done();
-            eprintln!("✗ timed out after {timeout:?}: {message}");
+            eprintln!("✗ {timed_out}: {message}");
             return Ok(ExitCode::from(EXIT_NOT_READY));
         }
-        progress.show(&message);
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -63,18 +63,24 @@ pub struct CrdInUse {
     pub id: ObjectId,
     /// The inventory's API version of the CRD object.
     pub version: String,
-    /// Objects of its kind, in all namespaces.
-    pub objects: u64,
+    /// Objects of its kind, in all namespaces; `None` when fluxop may not list them (then
+    /// it cannot know the CRD is empty, and keeps it).
+    pub objects: Option<u64>,
 }
 
 impl CrdInUse {
     pub fn describe(&self) -> String {
-        format!(
-            "CustomResourceDefinition {} still has {} object{}",
-            self.id.name,
-            self.objects,
-            if self.objects == 1 { "" } else { "s" }
-        )
+        match self.objects {
+            Some(count) => format!(
+                "CustomResourceDefinition {} still has {count} object{}",
+                self.id.name,
+                if count == 1 { "" } else { "s" }
+            ),
+            None => format!(
+                "CustomResourceDefinition {} has objects fluxop may not list (forbidden)",
+                self.id.name
+            ),
+        }
     }
 }
 
@@ -348,13 +354,13 @@ pub async fn prune(
     for (id, version) in object::stale(previous, current) {
         if id.is_crd() && crds == CrdPrune::KeepInUse {
             let objects = count_objects(applier, &id).await?;
-            if objects > 0 {
+            if objects != Some(0) {
                 let in_use = CrdInUse {
                     id,
                     version,
                     objects,
                 };
-                tracing::warn!(crd = %in_use.id.name, objects, "CRD not pruned: objects of its kind exist");
+                tracing::warn!(crd = %in_use.id.name, ?objects, "CRD not pruned: objects of its kind exist or cannot be listed");
                 report.crds_in_use.push(in_use);
                 continue;
             }
@@ -460,29 +466,36 @@ fn is_controller(id: &ObjectId) -> bool {
 }
 
 /// How many objects of the kind `crd` defines exist, in all namespaces (0 when the CRD is
-/// gone or serves nothing). One list of one item: the API server counts the rest.
-async fn count_objects(applier: &Applier, crd: &ObjectId) -> Result<u64, apply::Error> {
+/// gone or serves nothing; `None` when listing them is forbidden). One list of one item:
+/// the API server counts the rest.
+async fn count_objects(applier: &Applier, crd: &ObjectId) -> Result<Option<u64>, apply::Error> {
     let Some(live) = applier.get(crd, "v1").await? else {
-        return Ok(0);
+        return Ok(Some(0));
     };
     let Some(storage) = migrate::storage_version(&live) else {
-        return Ok(0);
+        return Ok(Some(0));
     };
     let kind = served_kind(&live, crd);
     let all = applier.api(&kind, storage).await?;
-    let list = all
+    let list = match all
         .list_metadata(&kube::api::ListParams::default().limit(1))
         .await
-        .map_err(|source| apply::Error::Request {
-            object: kind.to_string(),
-            source: Box::new(source),
-        })?;
+    {
+        Ok(list) => list,
+        Err(kube::Error::Api(status)) if status.code == 403 => return Ok(None),
+        Err(source) => {
+            return Err(apply::Error::Request {
+                object: kind.to_string(),
+                source: Box::new(source),
+            });
+        }
+    };
     let remaining = list
         .metadata
         .remaining_item_count
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(0);
-    Ok(list.items.len() as u64 + remaining)
+    Ok(Some(list.items.len() as u64 + remaining))
 }
 
 /// The kind a live CRD serves, as an id for [`Applier::api`] (all namespaces).

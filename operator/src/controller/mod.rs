@@ -10,6 +10,9 @@ pub mod lease;
 pub mod lifecycle;
 pub mod member_kubeconfig;
 pub mod reporter;
+#[cfg(test)]
+mod sequences;
+pub mod trust;
 
 use std::{sync::Arc, time::Duration};
 

@@ -70,6 +70,8 @@ pub struct Context {
     /// The operator's namespace (where the CA Secret lives).
     pub namespace: String,
     pub registries: RegistrySettings,
+    /// The operator's trust policy, which instances cannot relax ([`super::trust`]).
+    pub trust: super::trust::Policy,
     pub source: Source,
     /// Who the Events are from.
     pub reporter: Reporter,

@@ -131,6 +131,9 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
     };
     let artifact = ArtifactRef::parse(artifact)
         .map_err(|e| Failure::stalled(reason::ARTIFACT_FAILED, e.to_string()))?;
+    ctx.trust
+        .check_artifact(&artifact)
+        .map_err(|why| Failure::stalled(reason::POLICY_VIOLATION, why))?;
     // What may stand in when the artifact cannot be fetched: the artifact last worked from,
     // if the spec still names the same one (a new artifact must come from the registry or
     // not at all).
@@ -166,27 +169,40 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
             })
         }),
     };
-    let public_key = match &distribution.verify {
-        None => Ok(None),
-        Some(verify) => secret_data(
-            &ctx.client,
-            &namespace,
-            &verify.secret_ref.name,
-            "cosign.pub",
+    // The operator's key, when its policy names one, replaces the instance's `verify`.
+    let required = ctx.trust.signature_secret.as_deref();
+    let key_secret = match (required, &distribution.verify) {
+        (Some(name), _) => Some((
+            ctx.namespace.as_str(),
+            name,
+            "the operator's signature policy",
+        )),
+        (None, Some(verify)) => Some((
+            namespace.as_str(),
+            verify.secret_ref.name.as_str(),
             "verify.secretRef",
-        )
-        .await
-        .map(Some)
-        .map_err(|f| Failure {
-            reason: reason::VERIFICATION_FAILED,
-            ..f
-        }),
+        )),
+        (None, None) => None,
+    };
+    let public_key = match key_secret {
+        None => Ok(None),
+        Some((secret_namespace, name, what)) => {
+            secret_data(&ctx.client, secret_namespace, name, "cosign.pub", what)
+                .await
+                .map(Some)
+                .map_err(|f| Failure {
+                    reason: reason::VERIFICATION_FAILED,
+                    ..f
+                })
+        }
     };
     // A Secret that cannot be read now says nothing against the bundle already applied: it
     // goes on being converged from the cache — verified with the key when that one is
-    // readable, with whichever key it was verified with when not.
+    // readable, with whichever key it was verified with when not. Under the operator's
+    // policy only its own key counts, so nothing is served without it.
     let public_key = match public_key {
         Ok(key) => key,
+        Err(failure) if required.is_some() => return Err(failure),
         Err(failure) => return serve_cached(ctx, &artifact, last_verified, None, failure).await,
     };
     let credentials = match credentials {
@@ -201,7 +217,17 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
         .source
         .fetch(&registry, &artifact, public_key.as_deref(), last_verified)
         .await
-        .map_err(|e| Failure::retry(e.reason(), e.to_string()))?;
+        .map_err(|e| {
+            let message = match required {
+                Some(name) if e.reason() == reason::VERIFICATION_FAILED => format!(
+                    "{e} (the operator requires distribution artifacts signed with the key in Secret {}/{name}, {})",
+                    ctx.namespace,
+                    crate::controller::trust::SIGNATURE_FLAG
+                ),
+                _ => e.to_string(),
+            };
+            Failure::retry(e.reason(), message)
+        })?;
     match &fetched.source_error {
         Some(error) => {
             tracing::warn!(artifact = %fetched.artifact, %error, "artifact unavailable: using the last verified bundle from the cache");
@@ -345,12 +371,16 @@ pub(super) async fn render_version(
         .await?;
     let namespace = instance.namespace().unwrap_or_default();
     let spec = spec.clone();
-    crate::task::off_runtime("render", move || {
+    let rendered = crate::task::off_runtime("render", move || {
         crate::render::render_release(&namespace, &spec, &release)
     })
     .await
     .map_err(lost)?
-    .map_err(build_failed)
+    .map_err(build_failed)?;
+    ctx.trust
+        .check_images(&rendered.objects)
+        .map_err(|why| Failure::stalled(reason::POLICY_VIOLATION, why))?;
+    Ok(rendered)
 }
 
 /// The spec cannot be rendered from this bundle: terminal until one of them changes.

@@ -497,7 +497,7 @@ fn a_crd_kept_for_its_objects_stays_in_the_inventory_and_is_named_until_pruned()
         report.crds_in_use.push(CrdInUse {
             id: crd.clone(),
             version: "v1".into(),
-            objects: 3,
+            objects: Some(3),
         });
     }
     let first = instance(None);
