@@ -752,5 +752,10 @@ async fn a_helm_release_synced_from_the_source_installs_a_chart_from_the_registr
         release["status"]["history"].to_string().contains("0.1.0"),
         "{release}"
     );
-    assert_eq!(fluxop_on(&bed, &["get", "hr", "app"]).0, 0);
+    // `get` exits 0 once the release is settled: Ready and its generation recorded, which
+    // helm-controller writes a moment after the condition.
+    eventually(MINUTE, "fluxop get hr app to exit 0", || async {
+        (fluxop_on(&bed, &["get", "hr", "app"]).0 == 0).then_some(())
+    })
+    .await;
 }

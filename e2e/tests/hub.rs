@@ -378,15 +378,23 @@ async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and
          contexts:\n- name: member\n  context: {{cluster: member, user: hub}}\ncurrent-context: member\n"
     );
     hub.apply(&kubeconfig_secret("files", &files));
+    // A third that would send its token without verified TLS, and does not opt in.
+    let insecure = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n\
+         users:\n- name: hub\n  user:\n    token: not-sent\n\
+         contexts:\n- name: member\n  context: {{cluster: member, user: hub}}\ncurrent-context: member\n"
+    );
+    hub.apply(&kubeconfig_secret("insecure", &insecure));
     hub.apply(&format!(
         "apiVersion: fleet.fluxop.io/v1alpha1\nkind: FluxFleet\nmetadata:\n  name: prod\n  namespace: flux-system\nspec:\n  \
          members:\n  - name: exec\n    kubeconfigSecretRef: {{name: exec-kubeconfig}}\n  - name: files\n    kubeconfigSecretRef: {{name: files-kubeconfig}}\n  \
+         - name: insecure\n    kubeconfigSecretRef: {{name: insecure-kubeconfig}}\n  \
          template:\n{}",
         template("2.9.x", "")
     ));
 
     let started = Instant::now();
-    let status = fleet_status(&client, "both kubeconfigs to be refused", |s, g| {
+    let status = fleet_status(&client, "the three kubeconfigs to be refused", |s, g| {
         s.observed_generation == g
             && condition(s, "Ready")
                 .is_some_and(|(st, r, _)| st == "False" && r == "KubeconfigRefused")
@@ -399,7 +407,7 @@ async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and
                         .is_some_and(|e| e.contains("refused"))
                 })
                 .count()
-                == 2
+                == 3
     })
     .await;
     println!(
@@ -436,6 +444,12 @@ async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and
     ] {
         assert!(files_error.contains(field), "{field} in {files_error}");
     }
+    let insecure_error = error("insecure");
+    assert!(
+        insecure_error.contains("(insecure-skip-tls-verify)")
+            && insecure_error.contains("set insecure: true on the FluxFleet member"),
+        "{insecure_error}"
+    );
     assert!(
         status
             .members
@@ -466,7 +480,7 @@ async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and
             .filter_map(|l| l.strip_prefix("Warning|"))
             .map(str::to_string)
             .collect();
-        if ["exec", "files"].iter().all(|m| {
+        if ["exec", "files", "insecure"].iter().all(|m| {
             notes
                 .iter()
                 .any(|n| n.starts_with(&format!("member {m}: ")))
@@ -480,7 +494,7 @@ async fn member_kubeconfigs_with_exec_plugins_or_file_references_are_refused_and
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert_eq!(notes.len(), 2, "one event per refused member: {notes:?}");
+    assert_eq!(notes.len(), 3, "one event per refused member: {notes:?}");
 
     // The refusal was observed, after the hub had read the Secret: the plugin never ran.
     assert!(

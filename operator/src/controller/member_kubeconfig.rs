@@ -109,7 +109,19 @@ impl std::error::Error for Refused {}
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let findings: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        write!(f, "{}: {INSTEAD}", findings.join("; "))
+        // The advice on inline credentials is for what runs or is read in the pod; the other
+        // findings carry their own.
+        let in_the_pod = self.0.iter().any(|finding| {
+            matches!(
+                finding.problem,
+                Problem::Exec | Problem::AuthProvider | Problem::File { .. }
+            )
+        });
+        if in_the_pod {
+            write!(f, "{}: {INSTEAD}", findings.join("; "))
+        } else {
+            f.write_str(&findings.join("; "))
+        }
     }
 }
 

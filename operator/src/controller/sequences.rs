@@ -238,3 +238,82 @@ async fn a_status_write_replaces_the_whole_status_so_a_cleared_field_is_cleared(
         "a JSON patch `add /status` replaces the status: no rollback key, none stored"
     );
 }
+
+/// The decision a rollback rests on: a new set that does not become healthy by its deadline
+/// is reported unhealthy, and nothing of the previous inventory is deleted (prune runs only
+/// once healthy), so the revision restored next still has everything it needs.
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_new_set_is_reported_and_prunes_nothing() {
+    let path = "/apis/apps/v1/namespaces/flux-system/deployments/source-controller";
+    let rendered = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "source-controller", "namespace": "flux-system",
+                      "labels": owned_by("flux") },
+        "spec": { "replicas": 1 }
+    });
+    let mut created = rendered.clone();
+    created["metadata"]["uid"] = json!("u-new");
+    created["metadata"]["resourceVersion"] = json!("10");
+    created["metadata"]["generation"] = json!(1);
+    let mut progressing = created.clone();
+    progressing["status"] = json!({
+        "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+        "availableReplicas": 0, "unavailableReplicas": 1,
+        "conditions": [{ "type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable" }]
+    });
+    let not_found = json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+        "message": "deployments.apps \"source-controller\" not found"
+    });
+    let mut steps = vec![
+        Step::new(
+            Method::GET,
+            "/apis/apps/v1",
+            200,
+            resource_list("apps/v1", &[("deployments", "Deployment", true)]),
+        ),
+        Step::new(Method::GET, path, 404, not_found),
+        Step::new(
+            Method::PATCH,
+            &format!("{path}?&force=true&fieldManager=fluxop"),
+            201,
+            created,
+        ),
+    ];
+    // Health reads at 0, 0.25, 0.75 and 1 s (pauses of 250 ms doubling, cut at the deadline).
+    for _ in 0..4 {
+        steps.push(Step::new(Method::GET, path, 200, progressing.clone()));
+    }
+    let (client, api) = ScriptedApi::client(steps);
+    let applier = Applier::new(client, FIELD_MANAGER);
+    let objects = [rendered];
+    let plan = lifecycle::Plan {
+        instance: &instance(),
+        objects: &objects,
+        recreate: false,
+        timeout: std::time::Duration::from_secs(1),
+        canceled: &|| None,
+        drift_epoch: &|| 0,
+        new_revision: false,
+    };
+    let previous = inventory(&[
+        ("flux-system_source-controller_apps_Deployment", "v1"),
+        ("flux-system_old_apps_Deployment", "v1"),
+    ]);
+    let converged = lifecycle::converge(&applier, &plan, Some(&previous)).await;
+    let seen = api.finish();
+    match converged {
+        Ok(lifecycle::Converged::Unhealthy { why, report }) => {
+            assert!(
+                why.contains("Deployment/flux-system/source-controller"),
+                "{why}"
+            );
+            assert!(report.pruned.is_empty(), "{:?}", report.pruned);
+        }
+        other => panic!("expected Unhealthy, got {other:?}"),
+    }
+    assert!(
+        seen.iter().all(|s| s.method != Method::DELETE),
+        "nothing is deleted before the new set is healthy"
+    );
+}
