@@ -115,7 +115,8 @@ async fn a_tag_moved_to_an_older_bundle_does_not_move_flux_back_unless_the_spec_
         unique_repository("movedback")
     ))
     .expect("reference");
-    fluxop_e2e::fleet::push(&tag, &fluxop_e2e::fleet::bundle_layer(Some("v2.9.5")), None).await;
+    let newer =
+        fluxop_e2e::fleet::push(&tag, &fluxop_e2e::fleet::bundle_layer(Some("v2.9.5")), None).await;
     let spec = |version: &str| {
         format!(
             "  distribution:\n    version: \"{version}\"\n    registry: ghcr.io/fluxcd\n    artifact: {tag}\n  components: [source-controller, kustomize-controller]\n"
@@ -173,6 +174,43 @@ async fn a_tag_moved_to_an_older_bundle_does_not_move_flux_back_unless_the_spec_
             .uid,
         uid,
         "source-controller was touched"
+    );
+    assert_eq!(
+        status.last_artifact_revision.as_deref(),
+        Some(newer.as_str()),
+        "the recorded artifact is still the one the running revision came from"
+    );
+
+    // While refused, what runs is still kept as applied: a deleted controller comes back
+    // (from the cached bundle of v2.9.5), and the refusal stays.
+    let started = std::time::Instant::now();
+    cluster.kubectl_ok(&[
+        "delete",
+        "deployment/source-controller",
+        "-n",
+        "flux-system",
+        "--wait=false",
+    ]);
+    fluxop_e2e::eventually(
+        MINUTE,
+        "source-controller to be recreated while the move back is refused",
+        || async {
+            let d = deployments.get_opt("source-controller").await.ok()??;
+            (d.metadata.uid != uid && d.metadata.deletion_timestamp.is_none()).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "moved-back tag: drift corrected in {:?} while refused",
+        started.elapsed()
+    );
+    let still = api.get("flux").await.expect("get");
+    assert!(
+        condition(&still, "Ready").is_some_and(
+            |c| c.status == "False" && c.message.contains("refusing to move Flux back")
+        ),
+        "{:?}",
+        condition(&still, "Ready")
     );
 
     // Asked for on purpose (a range that leaves v2.9.5 out), the move back goes through.

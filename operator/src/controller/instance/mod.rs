@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 pub use source::ReleaseCache;
 pub(in crate::controller) use source::secret_data;
-use source::{Fetched, fetch, render_version, select};
+use source::{Fetched, applied_bundle, build_failed, fetch, render_version, select};
 pub(in crate::controller) use status::Failure;
 use status::{Fetch, Installed, Outcome};
 
@@ -157,7 +157,14 @@ async fn run_stages(
     found.source_error = fetched.source_error.clone();
     let selection = match select(instance, &fetched.bundle) {
         Ok(selection) => selection,
-        Err(failure) => return failed(failure),
+        Err(refused @ crate::bundle::version::Error::SilentDowngrade { .. }) => {
+            // The artifact moved to an older Flux: refused, and the running revision goes on
+            // being converged from the bundle it came from, which stays the recorded one.
+            found.digest = None;
+            keep_running(instance, ctx, &fetched).await;
+            return failed(build_failed(refused));
+        }
+        Err(refused) => return failed(build_failed(refused)),
     };
     found.newer = selection.newer_outside_range.clone();
     tracing::debug!(version = %selection.version, from = %fetched.origin, "Flux version selected");
@@ -273,6 +280,50 @@ async fn converge_held(
             attempted: Some(attempted),
             inventory: None,
         },
+    }
+}
+
+/// While a move back is refused: converges the running revision (its version, rendered
+/// from the spec it was applied with, out of the cached bundle it came from), so drift is
+/// still corrected. Best effort: what it cannot do is logged; the refusal is the status.
+async fn keep_running(instance: &FluxInstance, ctx: &Context, fetched: &Fetched) {
+    let status = status::status_of(instance);
+    let Some(version) = status
+        .last_applied_revision
+        .as_deref()
+        .and_then(crate::bundle::version::of_revision)
+    else {
+        return;
+    };
+    let Some(applied) = applied_bundle(instance, ctx, fetched).await else {
+        tracing::warn!(
+            "the bundle of the running revision is not in the cache: drift is not corrected while the move back is refused"
+        );
+        return;
+    };
+    let rendered = match render_version(
+        ctx,
+        instance,
+        &status::applied_spec(instance),
+        &applied,
+        &version,
+    )
+    .await
+    {
+        Ok(rendered) => rendered,
+        Err(failure) => {
+            tracing::warn!(error = %failure.message, "cannot render the running revision");
+            return;
+        }
+    };
+    match converge_objects(instance, ctx, &rendered, status.inventory.as_ref()).await {
+        Ok(Converged::Healthy(report)) if !report.is_noop() => {
+            tracing::info!(revision = %rendered.revision, changes = %report.summary(), "running revision corrected while a move back is refused");
+        }
+        Ok(_) => {}
+        Err(stop) => {
+            tracing::warn!(error = ?stop, "converging the running revision failed");
+        }
     }
 }
 

@@ -99,6 +99,9 @@ pub(super) struct Fetched {
     /// Why the artifact could not be fetched (an outage, a refusal, an unreadable Secret),
     /// when the last verified bundle was taken from the cache instead.
     pub(super) source_error: Option<String>,
+    /// The key the bundle was verified with ([`crate::bundle::cache::key_fingerprint`]);
+    /// `None` for the embedded bundle.
+    pub(super) key_fingerprint: Option<String>,
 }
 
 /// The embedded bundle, built once per process.
@@ -110,6 +113,7 @@ fn embedded_bundle() -> Result<Fetched, Failure> {
             digest: digest.clone(),
             bundle: SHARED.get_or_init(|| Arc::new(bundle.clone())).clone(),
             source_error: None,
+            key_fingerprint: None,
         }),
         Some(Err(e)) => Err(Failure::stalled(
             reason::ARTIFACT_FAILED,
@@ -213,6 +217,7 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
         }
     };
     let registry = ctx.registry(credentials).await?;
+    let key_fingerprint = crate::bundle::cache::key_fingerprint(public_key.as_deref());
     let fetched = ctx
         .source
         .fetch(&registry, &artifact, public_key.as_deref(), last_verified)
@@ -242,7 +247,45 @@ pub(super) async fn fetch(instance: &FluxInstance, ctx: &Context) -> Result<Fetc
         origin: fetched.artifact.to_string(),
         bundle: Arc::new(fetched.bundle),
         source_error: fetched.source_error,
+        key_fingerprint: Some(key_fingerprint),
     })
+}
+
+/// The bundle the running revision was rendered from (`status.lastArtifactRevision`), from
+/// the cache, verified with the key `fetched` was verified with: what a reconcile converges
+/// when the artifact now offers only an older Flux it refuses to move back to.
+pub(super) async fn applied_bundle(
+    instance: &FluxInstance,
+    ctx: &Context,
+    fetched: &Fetched,
+) -> Option<Fetched> {
+    use crate::bundle::source::Verified;
+    let artifact = instance.spec.distribution.artifact.as_deref()?;
+    let artifact = ArtifactRef::parse(artifact).ok()?;
+    let digest = instance
+        .status
+        .as_ref()?
+        .last_artifact_revision
+        .as_deref()?;
+    let fingerprint = fetched.key_fingerprint.as_deref()?;
+    match ctx
+        .source
+        .cached(&artifact, digest, Verified::With(fingerprint))
+        .await
+    {
+        Ok(Some(cached)) => Some(Fetched {
+            digest: cached.digest,
+            origin: cached.artifact.to_string(),
+            bundle: Arc::new(cached.bundle),
+            source_error: None,
+            key_fingerprint: fetched.key_fingerprint.clone(),
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the cache failed");
+            None
+        }
+    }
 }
 
 /// When a Secret the fetch needs cannot be read: the last verified bundle from the cache, with
@@ -267,6 +310,7 @@ async fn serve_cached(
                 origin: fetched.artifact.to_string(),
                 bundle: Arc::new(fetched.bundle),
                 source_error: Some(failure.message),
+                key_fingerprint: fingerprint.map(String::from),
             })
         }
         Ok(None) => Err(failure),
@@ -281,7 +325,7 @@ async fn serve_cached(
 pub(super) fn select(
     instance: &FluxInstance,
     bundle: &Bundle,
-) -> Result<version::Selection, Failure> {
+) -> Result<version::Selection, version::Error> {
     let installed = instance
         .status
         .as_ref()
@@ -292,7 +336,6 @@ pub(super) fn select(
         &bundle.versions(),
         installed.as_ref(),
     )
-    .map_err(build_failed)
 }
 
 /// (artifact digest, Flux version).
@@ -384,7 +427,7 @@ pub(super) async fn render_version(
 }
 
 /// The spec cannot be rendered from this bundle: terminal until one of them changes.
-fn build_failed(error: impl std::fmt::Display) -> Failure {
+pub(super) fn build_failed(error: impl std::fmt::Display) -> Failure {
     Failure::stalled(reason::BUILD_FAILED, error.to_string())
 }
 
