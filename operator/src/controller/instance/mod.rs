@@ -230,11 +230,7 @@ async fn converge_held(
     attempted: String,
 ) -> Outcome {
     let status = status::status_of(instance);
-    let Some(version) = status
-        .last_applied_revision
-        .as_deref()
-        .and_then(crate::bundle::version::of_revision)
-    else {
+    let Some(version) = status::applied_version(instance) else {
         return Outcome::Failed {
             failure: Failure::retry(
                 reason::RECONCILIATION_FAILED,
@@ -288,11 +284,7 @@ async fn converge_held(
 /// still corrected. Best effort: what it cannot do is logged; the refusal is the status.
 async fn keep_running(instance: &FluxInstance, ctx: &Context, fetched: &Fetched) {
     let status = status::status_of(instance);
-    let Some(version) = status
-        .last_applied_revision
-        .as_deref()
-        .and_then(crate::bundle::version::of_revision)
-    else {
+    let Some(version) = status::applied_version(instance) else {
         return;
     };
     let Some(applied) = applied_bundle(instance, ctx, fetched).await else {
@@ -370,11 +362,7 @@ async fn converge_new(
     };
     // Nothing to roll back to on a first install, or when that is what was just tried
     // (drift of the applied revision that does not heal).
-    let Some(previous) = status
-        .last_applied_revision
-        .as_deref()
-        .and_then(crate::bundle::version::of_revision)
-    else {
+    let Some(previous) = status::applied_version(instance) else {
         return unhealthy(format!(
             "{} did not become healthy: {why}",
             rendered.revision

@@ -170,6 +170,16 @@ impl Outcome {
     }
 }
 
+/// The Flux version of the revision last applied and healthy (`lastAppliedRevision`).
+pub(super) fn applied_version(instance: &FluxInstance) -> Option<Version> {
+    instance
+        .status
+        .as_ref()?
+        .last_applied_revision
+        .as_deref()
+        .and_then(crate::bundle::version::of_revision)
+}
+
 pub(super) fn status_of(instance: &FluxInstance) -> FluxInstanceStatus {
     instance.status.clone().unwrap_or_default()
 }
