@@ -507,14 +507,7 @@ async fn a_signed_install_becomes_ready_writes_nothing_when_idle_reverts_drift_p
         "flux-system",
         "--wait=true",
     ]);
-    cluster.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "fluxinstance/flux",
-        "-n",
-        "flux-system",
-        "reconcile.fluxcd.io/requestedAt=crd-empty",
-    ]);
+    cluster.request_reconcile("fluxinstance/flux", "crd-empty");
     eventually(
         MINUTE,
         &format!("{providers} to be pruned once empty"),

@@ -8,6 +8,15 @@ use fluxop_e2e::{
     ensure_crds, eventually, fluxop_bin, fresh_namespace, kubectl, repo_root,
 };
 
+async fn until_ready(health: std::net::SocketAddr) {
+    eventually(
+        Duration::from_secs(60),
+        "fluxop /readyz to answer 200",
+        || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
     let _one_cluster_at_a_time = exclusive().await;
@@ -16,12 +25,7 @@ async fn fluxop_started_against_the_cluster_reports_ready_and_serves_metrics() {
     let namespace = fresh_namespace(&client, "operator").await;
     let operator = cluster.start_operator(&namespace, &[]).await;
     let (health, metrics) = (operator.health, operator.metrics);
-    eventually(
-        Duration::from_secs(60),
-        "fluxop /readyz to answer 200",
-        || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
-    )
-    .await;
+    until_ready(health).await;
     let (status, _) = http_get(health, "/healthz").expect("healthz answers");
     assert_eq!(status, 200);
     let (status, body) = http_get(metrics, "/metrics").expect("metrics answers");
@@ -84,12 +88,7 @@ async fn with_metrics_auth_only_a_token_allowed_to_read_metrics_gets_them() {
         .start_operator(&namespace, &["--metrics-auth"])
         .await;
     let (health, metrics) = (operator.health, operator.metrics);
-    eventually(
-        Duration::from_secs(60),
-        "fluxop /readyz to answer 200",
-        || async { http_get(health, "/readyz").filter(|(status, _)| *status == 200) },
-    )
-    .await;
+    until_ready(health).await;
     let (status, body) = http_get(metrics, "/metrics").expect("answers");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("bearer token"), "{body}");

@@ -49,7 +49,7 @@ impl Policy {
             .flat_map(|object| {
                 images(object)
                     .filter(|image| !self.allows(&canonical_image(image)))
-                    .map(|image| format!("{} runs {image}", describe(object)))
+                    .map(|image| format!("{} runs {image}", name_of(object)))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -112,14 +112,9 @@ fn canonical_image(image: &str) -> String {
     }
 }
 
-fn describe(object: &Value) -> String {
-    let metadata = &object["metadata"];
-    let kind = object["kind"].as_str().unwrap_or("object");
-    let name = metadata["name"].as_str().unwrap_or_default();
-    match metadata["namespace"].as_str() {
-        Some(namespace) => format!("{kind}/{namespace}/{name}"),
-        None => format!("{kind}/{name}"),
-    }
+/// `Kind/namespace/name`, as fluxop names objects everywhere.
+fn name_of(object: &Value) -> String {
+    crate::apply::ObjectId::of(object).map_or_else(|| "an object".into(), |(id, _)| id.to_string())
 }
 
 #[cfg(test)]

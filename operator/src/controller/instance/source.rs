@@ -259,7 +259,6 @@ pub(super) async fn applied_bundle(
     ctx: &Context,
     fetched: &Fetched,
 ) -> Option<Fetched> {
-    use crate::bundle::source::Verified;
     let artifact = instance.spec.distribution.artifact.as_deref()?;
     let artifact = ArtifactRef::parse(artifact).ok()?;
     let digest = instance
@@ -268,24 +267,7 @@ pub(super) async fn applied_bundle(
         .last_artifact_revision
         .as_deref()?;
     let fingerprint = fetched.key_fingerprint.as_deref()?;
-    match ctx
-        .source
-        .cached(&artifact, digest, Verified::With(fingerprint))
-        .await
-    {
-        Ok(Some(cached)) => Some(Fetched {
-            digest: cached.digest,
-            origin: cached.artifact.to_string(),
-            bundle: Arc::new(cached.bundle),
-            source_error: None,
-            key_fingerprint: fetched.key_fingerprint.clone(),
-        }),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the cache failed");
-            None
-        }
-    }
+    from_cache(ctx, &artifact, digest, Some(fingerprint), None).await
 }
 
 /// When a Secret the fetch needs cannot be read: the last verified bundle from the cache, with
@@ -297,26 +279,41 @@ async fn serve_cached(
     fingerprint: Option<&str>,
     failure: Failure,
 ) -> Result<Fetched, Failure> {
-    use crate::bundle::source::Verified;
     let Some(last) = last_verified else {
         return Err(failure);
     };
-    let verified = fingerprint.map_or(Verified::ByAnyKey, Verified::With);
-    match ctx.source.cached(artifact, last, verified).await {
-        Ok(Some(fetched)) => {
-            tracing::warn!(artifact = %fetched.artifact, error = %failure.message, "a Secret of the fetch cannot be read: using the last verified bundle from the cache");
-            Ok(Fetched {
-                digest: fetched.digest,
-                origin: fetched.artifact.to_string(),
-                bundle: Arc::new(fetched.bundle),
-                source_error: Some(failure.message),
-                key_fingerprint: fingerprint.map(String::from),
-            })
+    let message = failure.message.clone();
+    match from_cache(ctx, artifact, last, fingerprint, Some(message)).await {
+        Some(fetched) => {
+            tracing::warn!(artifact = %fetched.origin, error = %failure.message, "a Secret of the fetch cannot be read: using the last verified bundle from the cache");
+            Ok(fetched)
         }
-        Ok(None) => Err(failure),
+        None => Err(failure),
+    }
+}
+
+/// The bundle `artifact@digest` from the cache, verified with the key of `fingerprint` (with
+/// any key when `None`); `None` when it is not there (a cache that cannot be read is logged).
+async fn from_cache(
+    ctx: &Context,
+    artifact: &ArtifactRef,
+    digest: &str,
+    fingerprint: Option<&str>,
+    source_error: Option<String>,
+) -> Option<Fetched> {
+    use crate::bundle::source::Verified;
+    let verified = fingerprint.map_or(Verified::ByAnyKey, Verified::With);
+    match ctx.source.cached(artifact, digest, verified).await {
+        Ok(cached) => cached.map(|cached| Fetched {
+            digest: cached.digest,
+            origin: cached.artifact.to_string(),
+            bundle: Arc::new(cached.bundle),
+            source_error,
+            key_fingerprint: fingerprint.map(String::from),
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "reading the cache failed");
-            Err(failure)
+            None
         }
     }
 }
