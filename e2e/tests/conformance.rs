@@ -14,6 +14,9 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+#[path = "conformance/resourceset.rs"]
+mod resourceset;
+
 use fluxop_e2e::{
     conformance::{Difference, compare, glob, render_fluxop, render_incumbent},
     fluxop, registry_address, repo_root, unique_repository,

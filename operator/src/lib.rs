@@ -10,9 +10,11 @@ pub mod policy;
 pub mod poll;
 pub mod render;
 pub mod report;
+pub mod resourceset;
 pub mod server;
 pub mod task;
 pub mod telemetry;
+pub mod template;
 pub mod yaml;
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         FluxInstance::crd(),
         FluxReport::crd(),
         super::fleet::FluxFleet::crd(),
+        like_incumbent(super::ResourceSet::crd(), true),
+        like_incumbent(super::ResourceSetInputProvider::crd(), false),
     ]
     .into_iter()
     .map(without_nullable_enums)
@@ -39,6 +41,57 @@ fn without_nullable_enums(crd: CustomResourceDefinition) -> CustomResourceDefini
     }
     let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
     strip(&mut value["spec"]["versions"]);
+    serde_json::from_value(value).expect("the CRD still deserializes")
+}
+
+/// The ResourceSet and ResourceSetInputProvider CRDs in the incumbent's shape, where the
+/// derive's output differs without a reason of fluxop's own:
+/// - no `nullable: true` on optional fields: the incumbent marks none, so the API server
+///   drops a `field: null` before validating, and fluxop's CRD must do the same to accept
+///   and store the same objects;
+/// - `listKind` and the `apiVersion`, `kind` and `metadata` root properties spelled out;
+/// - with `optional_spec`, no `spec` in the root's `required` (the incumbent's ResourceSet
+///   spec is optional; an absent one reads as empty, see [`super::ResourceSetSpec`]).
+fn like_incumbent(crd: CustomResourceDefinition, optional_spec: bool) -> CustomResourceDefinition {
+    fn strip(schema: &mut serde_json::Value) {
+        match schema {
+            serde_json::Value::Object(map) => {
+                if map.get("nullable") == Some(&serde_json::Value::Bool(true)) {
+                    map.remove("nullable");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    let names = &mut value["spec"]["names"];
+    names["listKind"] = format!("{}List", names["kind"].as_str().expect("a kind")).into();
+    for version in value["spec"]["versions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        strip(version);
+        let root = &mut version["schema"]["openAPIV3Schema"];
+        let properties = root["properties"]
+            .as_object_mut()
+            .expect("the root schema has properties");
+        properties.insert("apiVersion".into(), serde_json::json!({ "type": "string" }));
+        properties.insert("kind".into(), serde_json::json!({ "type": "string" }));
+        properties.insert("metadata".into(), serde_json::json!({ "type": "object" }));
+        if optional_spec
+            && let Some(required) = root.get_mut("required").and_then(|r| r.as_array_mut())
+        {
+            required.retain(|r| r != "spec");
+            if required.is_empty() {
+                root.as_object_mut()
+                    .expect("the root schema is an object")
+                    .remove("required");
+            }
+        }
+    }
     serde_json::from_value(value).expect("the CRD still deserializes")
 }
 

@@ -1,4 +1,5 @@
-//! The `fluxcd.controlplane.io/v1` API: `FluxInstance` and `FluxReport`, field-for-field
+//! The `fluxcd.controlplane.io/v1` API: `FluxInstance`, `FluxReport`, `ResourceSet` and
+//! `ResourceSetInputProvider`, field-for-field
 //! compatible with the Flux Operator v1 API (see `shared/api-reference.md`), plus fluxop's
 //! additive fields. This module depends on nothing else of ours.
 
@@ -9,6 +10,7 @@ pub mod duration;
 pub mod fleet;
 pub mod instance;
 pub mod report;
+pub mod resourceset;
 pub mod validate;
 
 pub use instance::{
@@ -21,6 +23,13 @@ pub use report::{
     FluxClusterInfo, FluxComponentStatus, FluxDistributionStatus, FluxOperatorInfo,
     FluxReconcilerStats, FluxReconcilerStatus, FluxReport, FluxReportSpec, FluxReportStatus,
     FluxSyncStatus,
+};
+pub use resourceset::{
+    Dependency, ExternalArtifactSelector, InputProviderApiVersion, InputProviderKind,
+    InputProviderReference, InputProviderType, InputStrategy, InputStrategyName, NextSchedule,
+    ResourceSet, ResourceSetInput, ResourceSetInputFilter, ResourceSetInputProvider,
+    ResourceSetInputProviderSpec, ResourceSetInputProviderStatus, ResourceSetInputSkip,
+    ResourceSetSpec, ResourceSetStatus, ResourceSetStep, Schedule,
 };
 
 /// API group of every fluxop kind.

@@ -5,6 +5,7 @@ mod bootstrap;
 mod bundle;
 mod flux;
 mod instance;
+mod rset;
 pub use instance::{EXIT_CHANGES, EXIT_REFUSED};
 pub mod ops;
 pub use bundle::BundleCommand;
@@ -117,6 +118,11 @@ pub enum BuildCommand {
     /// checked first as the API server checks it (schema, unknown fields, CEL rules): exit 2
     /// naming each field and rule it breaks.
     Instance(BuildInstanceArgs),
+    /// Print the objects a ResourceSet renders to, as YAML, without a cluster: inputs from
+    /// the manifest, from `--inputs-from FILE` (a list of input sets) or from Static
+    /// providers in `--inputs-from-provider FILE`.
+    #[command(name = "rset", visible_alias = "resourceset")]
+    Rset(rset::BuildRsetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +361,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Command::Artifact(command) => done(artifact::execute(command).await),
         Command::Bootstrap(args) => bootstrap::bootstrap(args).await,
         Command::Build(BuildCommand::Instance(args)) => instance::build(args),
+        Command::Build(BuildCommand::Rset(args)) => rset::build(args),
         Command::Diff(DiffCommand::Instance(args)) => instance::diff(args).await,
         Command::Get(args) => ops::get_command(args).await,
         Command::Reconcile(args) => ops::reconcile_command(args).await,
