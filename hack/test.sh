@@ -114,7 +114,7 @@ cargo test -p fluxop-e2e --locked --no-run 2>&1 | grep -v '^ *Executable' >&2
 # images, fluxop's image and the flux CLI. Each list is longest first (seconds of a warm run
 # in the comment), so the two workers below end close together.
 KWOK_TESTS=(render:330 faults:157 hub:146 fleet:91 operator:85 conformance:21 report:20 bundle:12 api:4 validation:3 clone:3 chart:1 lib:1)
-REAL_TESTS=(toolkit:270 gitops:258 lifecycle:245 pods:198 testbed:22)
+REAL_TESTS=(toolkit:270 gitops:258 lifecycle:245 pods:198 resourcesets:120 testbed:22)
 # Every test binary must be in a list: a new one left out would never run.
 for test in e2e/tests/*.rs e2e/tests/*/main.rs; do
   name=$(basename "$test" .rs); [ "$name" = main ] && name=$(basename "$(dirname "$test")")

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod bundle;
+pub mod cel;
 pub mod cli;
 pub mod controller;
 pub mod policy;

@@ -164,6 +164,33 @@ pub struct InstanceLabels {
     pub revision: String,
 }
 
+/// A ResourceSet, as `flux_resourceset_info` labels it (the incumbent's labels).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceSetLabels {
+    pub uid: String,
+    pub kind: String,
+    pub name: String,
+    pub exported_namespace: String,
+    pub ready: String,
+    pub reason: String,
+    pub suspended: String,
+    pub resources: String,
+    pub revision: String,
+}
+
+/// A ResourceSetInputProvider, as `flux_resourcesetinputprovider_info` labels it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InputProviderLabels {
+    pub uid: String,
+    pub kind: String,
+    pub name: String,
+    pub exported_namespace: String,
+    pub ready: String,
+    pub reason: String,
+    pub suspended: String,
+    pub url: String,
+}
+
 /// A request of fluxop's Kubernetes client, by method and response code (`error` when no
 /// response came back).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -263,6 +290,13 @@ pub struct Metrics {
     /// Events forwarded to notification-controller, by result (`delivered`, `failed`,
     /// `dropped`).
     pub events_forwarded: Family<ResultLabels, Counter>,
+    /// One series (value 1) per ResourceSet.
+    pub resourcesets: Family<ResourceSetLabels, Gauge>,
+    /// One series (value 1) per ResourceSetInputProvider.
+    pub input_providers: Family<InputProviderLabels, Gauge>,
+    /// The current series of each `namespace/name`, so a new one replaces it.
+    resourceset_series: std::sync::Mutex<std::collections::HashMap<String, ResourceSetLabels>>,
+    input_provider_series: std::sync::Mutex<std::collections::HashMap<String, InputProviderLabels>>,
 }
 
 impl Metrics {
@@ -332,9 +366,25 @@ impl Metrics {
             "fluxop's events sent to notification-controller, by result (delivered, failed, dropped)",
             events_forwarded.clone(),
         );
+        let resourcesets = Family::<ResourceSetLabels, Gauge>::default();
+        registry.register(
+            "flux_resourceset_info",
+            "ResourceSets: readiness, applied revision and object count",
+            resourcesets.clone(),
+        );
+        let input_providers = Family::<InputProviderLabels, Gauge>::default();
+        registry.register(
+            "flux_resourcesetinputprovider_info",
+            "ResourceSetInputProviders: readiness and source",
+            input_providers.clone(),
+        );
         Self {
             registry,
             events_forwarded,
+            resourcesets,
+            input_providers,
+            resourceset_series: Default::default(),
+            input_provider_series: Default::default(),
             reconciles,
             watch_errors,
             reconcile_duration,
@@ -362,6 +412,96 @@ impl Metrics {
             self.resources.remove(stale);
         }
         *current = next;
+    }
+
+    /// Makes the ResourceSet's `flux_resourceset_info` series the one of `status`.
+    pub fn set_resourceset(
+        &self,
+        rset: &crate::api::resourceset::ResourceSet,
+        status: &crate::api::resourceset::ResourceSetStatus,
+    ) {
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready");
+        let labels = ResourceSetLabels {
+            uid: rset.metadata.uid.clone().unwrap_or_default(),
+            kind: "ResourceSet".into(),
+            name: rset.metadata.name.clone().unwrap_or_default(),
+            exported_namespace: rset.metadata.namespace.clone().unwrap_or_default(),
+            ready: ready.map_or("Unknown".into(), |c| c.status.clone()),
+            reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
+            suspended: if rset.is_reconcile_disabled() {
+                "True"
+            } else {
+                "False"
+            }
+            .into(),
+            resources: status
+                .inventory
+                .as_ref()
+                .map_or(0, |i| i.entries.len())
+                .to_string(),
+            revision: status.last_applied_revision.clone().unwrap_or_default(),
+        };
+        let key = format!("{}/{}", labels.exported_namespace, labels.name);
+        let mut series = self
+            .resourceset_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = series.insert(key, labels.clone()) {
+            self.resourcesets.remove(&old);
+        }
+        self.resourcesets.get_or_create(&labels).set(1);
+    }
+
+    /// Drops a deleted ResourceSet's series.
+    pub fn remove_resourceset(&self, namespace: &str, name: &str) {
+        let mut series = self
+            .resourceset_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = series.remove(&format!("{namespace}/{name}")) {
+            self.resourcesets.remove(&old);
+        }
+    }
+
+    /// Makes the provider's `flux_resourcesetinputprovider_info` series the one of `status`.
+    pub fn set_input_provider(
+        &self,
+        provider: &crate::api::resourceset::ResourceSetInputProvider,
+        status: &crate::api::resourceset::ResourceSetInputProviderStatus,
+    ) {
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready");
+        let labels = InputProviderLabels {
+            uid: provider.metadata.uid.clone().unwrap_or_default(),
+            kind: "ResourceSetInputProvider".into(),
+            name: provider.metadata.name.clone().unwrap_or_default(),
+            exported_namespace: provider.metadata.namespace.clone().unwrap_or_default(),
+            ready: ready.map_or("Unknown".into(), |c| c.status.clone()),
+            reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
+            suspended: if provider.is_reconcile_disabled() {
+                "True"
+            } else {
+                "False"
+            }
+            .into(),
+            url: provider.spec.url.clone().unwrap_or_default(),
+        };
+        let key = format!("{}/{}", labels.exported_namespace, labels.name);
+        let mut series = self
+            .input_provider_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = series.insert(key, labels.clone()) {
+            self.input_providers.remove(&old);
+        }
+        self.input_providers.get_or_create(&labels).set(1);
     }
 
     /// Counts one event forwarded to notification-controller with `result`.

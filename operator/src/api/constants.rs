@@ -17,6 +17,8 @@ pub mod condition {
 /// `status.conditions[].reason`.
 pub mod reason {
     pub const PROGRESSING: &str = "Progressing";
+    /// Reconciling again after a failure (ResourceSets, as the incumbent reports them).
+    pub const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
     pub const ARTIFACT_FAILED: &str = "ArtifactFailed";
     /// Terminal: the spec cannot be rendered; comes with `Stalled`.
     pub const BUILD_FAILED: &str = "BuildFailed";

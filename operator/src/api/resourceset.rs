@@ -813,3 +813,88 @@ impl Schedule {
 mod roundtrip_tests;
 #[cfg(test)]
 mod schema_tests;
+
+/// Annotations both kinds read: suspension, intervals, timeouts (the incumbent's keys and
+/// defaults; an unparsable value falls back to the default, as the incumbent does).
+fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn annotated_duration(
+    meta: &kube::api::ObjectMeta,
+    key: &str,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    annotation(meta, key)
+        .and_then(|v| duration::parse(v).ok())
+        .map_or(default, super::instance::at_least_min_interval)
+}
+
+fn is_disabled(meta: &kube::api::ObjectMeta) -> bool {
+    annotation(meta, super::constants::annotation::RECONCILE)
+        .is_some_and(|v| v.eq_ignore_ascii_case(super::constants::annotation::DISABLED_VALUE))
+}
+
+impl ResourceSet {
+    pub const DEFAULT_RECONCILE_EVERY: std::time::Duration =
+        std::time::Duration::from_secs(60 * 60);
+    pub const DEFAULT_RECONCILE_TIMEOUT: std::time::Duration =
+        std::time::Duration::from_secs(5 * 60);
+
+    /// `fluxcd.controlplane.io/reconcile: disabled` (any case).
+    pub fn is_reconcile_disabled(&self) -> bool {
+        is_disabled(&self.metadata)
+    }
+
+    pub fn reconcile_every(&self) -> std::time::Duration {
+        annotated_duration(
+            &self.metadata,
+            super::constants::annotation::RECONCILE_EVERY,
+            Self::DEFAULT_RECONCILE_EVERY,
+        )
+    }
+
+    pub fn reconcile_timeout(&self) -> std::time::Duration {
+        annotation(
+            &self.metadata,
+            super::constants::annotation::RECONCILE_TIMEOUT,
+        )
+        .and_then(|v| duration::parse(v).ok())
+        .unwrap_or(Self::DEFAULT_RECONCILE_TIMEOUT)
+    }
+
+    /// `fluxcd.controlplane.io/force: enabled`: recreate objects whose immutable fields
+    /// changed.
+    pub fn force_enabled(&self) -> bool {
+        annotation(&self.metadata, "fluxcd.controlplane.io/force")
+            .is_some_and(|v| v.eq_ignore_ascii_case("enabled"))
+    }
+}
+
+impl ResourceSetInputProvider {
+    pub const DEFAULT_RECONCILE_EVERY: std::time::Duration =
+        std::time::Duration::from_secs(10 * 60);
+    pub const DEFAULT_RECONCILE_TIMEOUT: std::time::Duration =
+        std::time::Duration::from_secs(2 * 60);
+
+    pub fn is_reconcile_disabled(&self) -> bool {
+        is_disabled(&self.metadata)
+    }
+
+    pub fn reconcile_every(&self) -> std::time::Duration {
+        annotated_duration(
+            &self.metadata,
+            super::constants::annotation::RECONCILE_EVERY,
+            Self::DEFAULT_RECONCILE_EVERY,
+        )
+    }
+
+    pub fn reconcile_timeout(&self) -> std::time::Duration {
+        annotation(
+            &self.metadata,
+            super::constants::annotation::RECONCILE_TIMEOUT,
+        )
+        .and_then(|v| duration::parse(v).ok())
+        .unwrap_or(Self::DEFAULT_RECONCILE_TIMEOUT)
+    }
+}

@@ -44,19 +44,32 @@ pub struct FluxKind {
     short_names: Vec<String>,
 }
 
+/// The `fluxcd.controlplane.io` kinds `get`, `reconcile`, `suspend`, `events` and `wait`
+/// act on like Flux's own.
+const OPERATOR_KINDS: [&str; 2] = ["ResourceSet", "ResourceSetInputProvider"];
+
 impl FluxKind {
+    /// Suspended through fluxop's annotation rather than `spec.suspend`.
+    fn suspends_by_annotation(&self) -> bool {
+        self.group == crate::api::GROUP
+    }
+
     /// The kinds of one Flux API group version, from the API server's discovery document
     /// (subresources such as `status` left out).
     pub fn of_group(group_version: &str, resources: &[APIResource]) -> Vec<Self> {
         let Some((group, version)) = group_version.split_once('/') else {
             return Vec::new();
         };
-        if !FLUX_API_GROUPS.contains(&group) {
+        let operator_group = group == crate::api::GROUP;
+        if !FLUX_API_GROUPS.contains(&group) && !operator_group {
             return Vec::new();
         }
         resources
             .iter()
             .filter(|r| !r.name.contains('/'))
+            // Of the operator's own group, the kinds a platform team has many of (the
+            // instance and its report have commands of their own).
+            .filter(|r| !operator_group || OPERATOR_KINDS.contains(&r.kind.as_str()))
             .map(|r| Self {
                 group: group.to_string(),
                 version: version.to_string(),
@@ -212,7 +225,7 @@ impl Cluster {
         let groups = client.list_api_groups().await.map_err(discovery)?;
         let mut served = Vec::new();
         for group in groups.groups {
-            if !FLUX_API_GROUPS.contains(&group.name.as_str()) {
+            if !FLUX_API_GROUPS.contains(&group.name.as_str()) && group.name != crate::api::GROUP {
                 continue;
             }
             let Some(preferred) = group
@@ -455,7 +468,7 @@ pub async fn get(
         .await?;
     let all_ready = objects
         .iter()
-        .all(|(_, o)| settled(o, None) == Some(true) || o["spec"]["suspend"] == true);
+        .all(|(_, o)| settled(o, None) == Some(true) || crate::report::is_suspended(o));
     if output != OutputFormat::Table {
         let values: Vec<&Value> = objects.iter().map(|(_, o)| o).collect();
         print_structured(&values, output)?;
@@ -532,7 +545,7 @@ pub async fn reconcile(
     let mut code = ExitCode::SUCCESS;
     for name in &selection.names {
         let object = cluster.get(kind, namespace, name).await?;
-        if object["spec"]["suspend"] == true {
+        if crate::report::is_suspended(&object) {
             return Err(Error::Build(format!(
                 "{} {namespace}/{name} is suspended: resume it first (fluxop resume {} {name})",
                 kind.kind, kind.singular
@@ -612,7 +625,18 @@ pub async fn set_suspended(
     let mut code = ExitCode::SUCCESS;
     for name in &names {
         let now = Timestamp::now().to_string();
-        let patch = if suspended {
+        let patch = if kind.suspends_by_annotation() {
+            let value = if suspended {
+                json!(annotation::DISABLED_VALUE)
+            } else {
+                Value::Null
+            };
+            let mut annotations = json!({ annotation::RECONCILE: value });
+            if !suspended {
+                annotations[annotation::REQUESTED_AT] = json!(now);
+            }
+            json!({ "metadata": { "annotations": annotations } })
+        } else if suspended {
             json!({ "spec": { "suspend": true } })
         } else {
             json!({ "spec": { "suspend": false },

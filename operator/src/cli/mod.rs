@@ -210,6 +210,18 @@ pub struct RunArgs {
     /// out to member clusters in waves.
     #[arg(long, env = "FLUXOP_FLEET_HUB")]
     pub fleet_hub: bool,
+    /// Do not run the ResourceSet and ResourceSetInputProvider controllers.
+    #[arg(long, env = "FLUXOP_NO_RESOURCESETS")]
+    pub no_resourcesets: bool,
+    /// The ServiceAccount (in each ResourceSet's namespace) a ResourceSet without
+    /// `spec.serviceAccountName` applies as, instead of the operator's own rights.
+    #[arg(long, env = "FLUXOP_DEFAULT_SERVICE_ACCOUNT")]
+    pub default_service_account: Option<String>,
+    /// Refuse (Stalled, ServiceAccountRequired) ResourceSets that would apply with the
+    /// operator's own rights: every ResourceSet must name a ServiceAccount, or
+    /// --default-service-account must be set (multi-tenant clusters).
+    #[arg(long, env = "FLUXOP_REQUIRE_SERVICE_ACCOUNT")]
+    pub require_service_account: bool,
     /// Where fluxop sends its own events besides Kubernetes (Flux's event format), instead of
     /// the instance's notification-controller Service (used only when the instance installs
     /// notification-controller): for an operator outside the cluster, or another receiver.
@@ -424,6 +436,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| Error::KubeConfig(kube::Error::InferConfig(e)))?;
+    let base_config = config.clone();
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(Error::KubeConfig)?
         .with_layer(&telemetry::CountRequests(metrics.client_requests.clone()))
@@ -505,6 +518,16 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             keep: 5,
         },
     };
+    let resourcesets = (!args.no_resourcesets).then(|| {
+        controller::resourceset::Context::new(
+            context.client.clone(),
+            base_config.clone(),
+            context.metrics.clone(),
+            context.reporter.clone(),
+            args.default_service_account.clone(),
+            args.require_service_account,
+        )
+    });
     let defaults = controller::lease::Timing::default();
     let timing = controller::lease::Timing {
         lease_duration: args
@@ -549,6 +572,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     args.reporting_interval,
                     instance_source.clone(),
                     args.fleet_hub,
+                    resourcesets,
                 );
                 // The controllers are dropped (and stop writing) as soon as leadership ends.
                 election.lead(work).await.map_err(|lost| {
@@ -563,6 +587,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     args.reporting_interval,
                     instance_source.clone(),
                     args.fleet_hub,
+                    resourcesets,
                 )
                 .await;
                 Ok(())

@@ -183,8 +183,9 @@ pub(super) fn build(args: BuildRsetArgs) -> Result<ExitCode, Error> {
             }
         }
     }
-    let steps =
-        resourceset::render(&manifest, &sources).map_err(|e| Error::Build(e.to_string()))?;
+    let steps = resourceset::render(&manifest, &sources)
+        .map_err(|e| Error::Build(e.to_string()))?
+        .steps;
     if steps.iter().all(|s| s.objects.is_empty()) {
         return Err(Error::Build("no objects were generated".into()));
     }

@@ -10,6 +10,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod member_kubeconfig;
 pub mod reporter;
+pub mod resourceset;
 #[cfg(test)]
 mod sequences;
 pub mod trust;
@@ -69,6 +70,7 @@ pub async fn run(
     reporting_interval: Duration,
     instance_source: Option<fleet::InstanceSource>,
     fleet_hub: bool,
+    resourcesets: Option<resourceset::Context>,
 ) {
     let instances = Api::<FluxInstance>::namespaced(ctx.client.clone(), &ctx.namespace);
     let (reader, writer) = reflector::store();
@@ -100,23 +102,27 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    let writers =
-        futures::future::join3(
-            reporter::run(
-                ctx.clone(),
-                reporting_interval,
-                ctx.report_requested.clone(),
-            ),
-            optional(instance_source.map(|source| {
+    let writers = futures::future::join4(
+        reporter::run(
+            ctx.clone(),
+            reporting_interval,
+            ctx.report_requested.clone(),
+        ),
+        optional(
+            instance_source.map(|source| {
                 Box::pin(fleet::follow(ctx.clone(), source)) as std::pin::Pin<Box<_>>
-            })),
-            optional(fleet_hub.then(|| {
-                Box::pin(hub::run(hub::Hub {
-                    client: ctx.client.clone(),
-                    namespace: ctx.namespace.clone(),
-                })) as std::pin::Pin<Box<_>>
-            })),
-        );
+            }),
+        ),
+        optional(fleet_hub.then(|| {
+            Box::pin(hub::run(hub::Hub {
+                client: ctx.client.clone(),
+                namespace: ctx.namespace.clone(),
+            })) as std::pin::Pin<Box<_>>
+        })),
+        optional(
+            resourcesets.map(|rsets| Box::pin(resourceset::run(rsets)) as std::pin::Pin<Box<_>>),
+        ),
+    );
     let instances = controller
         .run(instance::reconcile, error_policy, ctx)
         .for_each(|result| {

@@ -82,9 +82,16 @@ pub async fn observe(
         &Api::<CustomResourceDefinition>::all(client.clone()),
         ListParams::default(),
         |crd: CustomResourceDefinition| {
-            crate::api::constants::FLUX_API_GROUPS
-                .contains(&crd.spec.group.as_str())
-                .then_some(crd)
+            // Flux's kinds, and the ResourceSets and providers of fluxop's own group (the
+            // incumbent reports them too).
+            let group = crd.spec.group.as_str();
+            let reported = crate::api::constants::FLUX_API_GROUPS.contains(&group)
+                || (group == crate::api::GROUP
+                    && matches!(
+                        crd.spec.names.kind.as_str(),
+                        "ResourceSet" | "ResourceSetInputProvider"
+                    ));
+            reported.then_some(crd)
         },
     )
     .await?;

@@ -92,7 +92,7 @@ impl ObjectState {
                 .and_then(|c| c["reason"].as_str())
                 .unwrap_or_default()
                 .to_string(),
-            suspended: object["spec"]["suspend"] == true,
+            suspended: is_suspended(object),
             revision,
             source,
             artifact_size: object["status"]["artifact"]["size"].as_u64(),
@@ -286,6 +286,17 @@ pub fn summary(spec: &FluxReportSpec) -> String {
         distribution.managed_by.as_deref().unwrap_or("unknown"),
         components.len()
     )
+}
+
+/// Is a Flux object suspended: Flux's `spec.suspend`, or for the operator's kinds
+/// (ResourceSets and their providers) `fluxcd.controlplane.io/reconcile: disabled`.
+pub fn is_suspended(object: &serde_json::Value) -> bool {
+    object["spec"]["suspend"] == true
+        || object["metadata"]["annotations"][crate::api::constants::annotation::RECONCILE]
+            .as_str()
+            .is_some_and(|v| {
+                v.eq_ignore_ascii_case(crate::api::constants::annotation::DISABLED_VALUE)
+            })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! one pure function the CLI (`fluxop build rset`) and the reconciler share.
 
 pub mod build;
+pub mod filter;
 pub mod inputs;
 
 use serde_json::{Map, Value as Json};
@@ -38,9 +39,18 @@ pub fn provider_source(name: &str, namespace: &str, exported: &[InputSet]) -> So
     }
 }
 
-/// The steps and their objects (a ResourceSet without steps is one step named ""), each
-/// object labelled with its owner and carrying `spec.commonMetadata`.
-pub fn render(rset: &Json, providers: &[Source]) -> Result<Vec<StepObjects>, RenderError> {
+/// What a ResourceSet renders to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The steps in order (a ResourceSet without steps is one step named "").
+    pub steps: Vec<StepObjects>,
+    /// How many input sets the objects were rendered from.
+    pub inputs: usize,
+}
+
+/// The steps and their objects, each object labelled with its owner and carrying
+/// `spec.commonMetadata`.
+pub fn render(rset: &Json, providers: &[Source]) -> Result<Rendered, RenderError> {
     let spec = &rset["spec"];
     validate(spec)?;
     let name = rset["metadata"]["name"].as_str().unwrap_or_default();
@@ -93,7 +103,10 @@ pub fn render(rset: &Json, providers: &[Source]) -> Result<Vec<StepObjects>, Ren
             set_metadata(object, "annotations", annotations);
         }
     }
-    Ok(built)
+    Ok(Rendered {
+        steps: built,
+        inputs: sets.len(),
+    })
 }
 
 fn owner_labels(name: &str, namespace: &str) -> Map<String, Json> {

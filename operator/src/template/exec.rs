@@ -224,7 +224,7 @@ impl State<'_> {
                 .iter()
                 .map(|(k, v)| (Value::String(k.clone()), v.clone()))
                 .collect(),
-            Value::Int(n) => {
+            Value::Int(n) | Value::Int64(n) => {
                 if b.pipe.decl.len() > 1 {
                     return Err(self.error_at(
                         at,
@@ -232,9 +232,12 @@ impl State<'_> {
                         format!("can't use {n} to iterate over more than one variable"),
                     ));
                 }
-                (0..(*n).max(0))
-                    .map(|i| (Value::Int(i), Value::Int(i)))
-                    .collect()
+                // The items have the integer's type.
+                let item = |i| match pipe_value {
+                    Value::Int64(_) => Value::Int64(i),
+                    _ => Value::Int(i),
+                };
+                (0..(*n).max(0)).map(|i| (item(i), item(i))).collect()
             }
             Value::Nil => Vec::new(),
             other => {
@@ -486,6 +489,9 @@ impl State<'_> {
         let mut values = Vec::with_capacity(args.len() + 1);
         let mut arg_at = Vec::with_capacity(args.len());
         for arg in args {
+            // Go marks each argument as it evaluates it (a parenthesised pipeline leaves the
+            // mark on the last node evaluated inside).
+            self.last_at = (arg.pos(), self.source(arg));
             values.push(self.eval_arg(dot, arg)?);
             arg_at.push(match arg {
                 Arg::Pipe(..) => self.last_at.clone(),
@@ -599,13 +605,13 @@ fn index(values: &[Value]) -> Result<Value, FuncError> {
                     other.type_name()
                 )));
             }
-            (Value::List(l), Value::Int(i)) => {
+            (Value::List(l), Value::Int(i) | Value::Int64(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| l.get(i)) {
                     Some(v) => v.clone(),
                     None => return Err(FuncError(format!("index out of range: {i}"))),
                 }
             }
-            (Value::String(s), Value::Int(i)) => {
+            (Value::String(s), Value::Int(i) | Value::Int64(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| s.as_bytes().get(i)) {
                     Some(b) => Value::Int(i64::from(*b)),
                     None => return Err(FuncError(format!("index out of range: {i}"))),
@@ -642,7 +648,7 @@ fn kind(v: &Value) -> Kind {
     match v {
         Value::Nil => Kind::Invalid,
         Value::Bool(_) => Kind::Bool,
-        Value::Int(_) => Kind::Int,
+        Value::Int(_) | Value::Int64(_) => Kind::Int,
         Value::Float(_) => Kind::Float,
         Value::String(_) => Kind::String,
         Value::List(_) | Value::Map(_) => Kind::Other,
@@ -672,7 +678,7 @@ fn eq(values: &[Value]) -> Result<bool, FuncError> {
         } else {
             match (first, other) {
                 (Value::Bool(a), Value::Bool(b)) => a == b,
-                (Value::Int(a), Value::Int(b)) => a == b,
+                (Value::Int(a) | Value::Int64(a), Value::Int(b) | Value::Int64(b)) => a == b,
                 (Value::Float(a), Value::Float(b)) => a == b,
                 (Value::String(a), Value::String(b)) => a == b,
                 (Value::Nil, Value::Nil) => true,
@@ -707,7 +713,7 @@ fn compare(name: &str, a: &Value, b: &Value) -> Result<bool, FuncError> {
         )));
     }
     let ordering = match (a, b) {
-        (Value::Int(x), Value::Int(y)) => x.partial_cmp(y),
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x.partial_cmp(y),
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
         (Value::String(x), Value::String(y)) => x.partial_cmp(y),
         _ => None,

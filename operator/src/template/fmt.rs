@@ -451,7 +451,7 @@ impl Printer {
                 't' | 'v' => self.pad(if *b { "true" } else { "false" }),
                 _ => self.bad_verb(Some(v), verb),
             },
-            Value::Int(i) => self.fmt_int(*i, verb, v),
+            Value::Int(i) | Value::Int64(i) => self.fmt_int(*i, verb, v),
             Value::Float(x) => self.fmt_float_verb(*x, verb, v),
             Value::String(s) => self.fmt_string(s, verb, v),
             Value::List(items) => {
@@ -943,7 +943,7 @@ fn arg_number(
 
 fn int_from_arg(a: &[Value], arg_num: usize) -> (i64, bool, usize) {
     if arg_num < a.len() {
-        if let Value::Int(n) = a[arg_num]
+        if let Some(n) = a[arg_num].as_int()
             && (-1_000_000..=1_000_000).contains(&n)
         {
             return (n, true, arg_num + 1);

@@ -74,6 +74,8 @@ fn b_arg(v: &Value) -> Result<bool, FuncError> {
     }
 }
 
+/// A `float64` parameter: Go converts a number constant (`1`) but refuses an int64 datum.
+/// An `int` here is taken for a constant.
 fn f_arg(v: &Value) -> Result<f64, FuncError> {
     match v {
         Value::Float(f) => Ok(*f),
@@ -208,7 +210,7 @@ fn float_to_i64(f: f64) -> i64 {
 pub fn to_int64(v: &Value) -> i64 {
     match v {
         Value::String(s) => s.parse::<i64>().unwrap_or(0),
-        Value::Int(i) => *i,
+        Value::Int(i) | Value::Int64(i) => *i,
         Value::Float(f) => float_to_i64(*f),
         Value::Bool(b) => *b as i64,
         _ => 0,
@@ -219,7 +221,7 @@ pub fn to_int64(v: &Value) -> i64 {
 pub fn to_float64(v: &Value) -> f64 {
     match v {
         Value::String(s) => parse_go_float(s).unwrap_or(0.0),
-        Value::Int(i) => *i as f64,
+        Value::Int(i) | Value::Int64(i) => *i as f64,
         Value::Float(f) => *f,
         Value::Bool(b) => *b as i64 as f64,
         _ => 0.0,
@@ -236,7 +238,7 @@ pub fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Nil, Value::Nil) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::String(x), Value::String(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
@@ -1483,7 +1485,7 @@ static TABLE: &[(&str, Func)] = &[
     // ----- dates -----
     def!("ago", 1, false, |a| {
         let t_ns = match &a[0] {
-            Value::Int(secs) => (*secs as i128) * 1_000_000_000,
+            Value::Int(secs) | Value::Int64(secs) => (*secs as i128) * 1_000_000_000,
             _ => now_nanos(),
         };
         let d = (now_nanos() - t_ns).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
@@ -1492,7 +1494,8 @@ static TABLE: &[(&str, Func)] = &[
     def!("duration", 1, false, |a| {
         let n = match &a[0] {
             Value::String(x) => x.parse::<i64>().unwrap_or(0),
-            Value::Int(i) => *i,
+            // Only int64 (not an `int` constant) converts.
+            Value::Int64(i) => *i,
             _ => 0,
         };
         Ok(s(duration_string(n.wrapping_mul(1_000_000_000))))
@@ -1500,7 +1503,8 @@ static TABLE: &[(&str, Func)] = &[
     def!("durationRound", 1, false, |a| {
         let d = match &a[0] {
             Value::String(x) => parse_duration(x).unwrap_or(0),
-            Value::Int(i) => *i,
+            // Only int64 (not an `int` constant) converts.
+            Value::Int64(i) => *i,
             _ => 0,
         };
         let u = d.unsigned_abs();
@@ -1675,7 +1679,7 @@ static TABLE: &[(&str, Func)] = &[
     def!("atoi", 1, false, |a| {
         Ok(Value::Int(s_arg(&a[0])?.parse::<i64>().unwrap_or(0)))
     }),
-    def!("int64", 1, false, |a| Ok(Value::Int(to_int64(&a[0])))),
+    def!("int64", 1, false, |a| Ok(Value::Int64(to_int64(&a[0])))),
     def!("int", 1, false, |a| Ok(Value::Int(to_int64(&a[0])))),
     def!("float64", 1, false, |a| Ok(Value::Float(to_float64(&a[0])))),
     def!("seq", 0, true, |a| {
@@ -1683,7 +1687,7 @@ static TABLE: &[(&str, Func)] = &[
         Ok(s(seq(&p)))
     }),
     def!("toDecimal", 1, false, |a| {
-        Ok(Value::Int(
+        Ok(Value::Int64(
             i64::from_str_radix(&format_v(&a[0]), 8).unwrap_or(0),
         ))
     }),
@@ -1711,35 +1715,37 @@ static TABLE: &[(&str, Func)] = &[
         Ok(ints(until_step(x, y, z)))
     }),
     // ----- arithmetic -----
-    def!("add1", 1, false, |a| Ok(Value::Int(
+    def!("add1", 1, false, |a| Ok(Value::Int64(
         to_int64(&a[0]).wrapping_add(1)
     ))),
     def!("add", 0, true, |a| {
-        Ok(Value::Int(
+        Ok(Value::Int64(
             a.iter().fold(0i64, |acc, v| acc.wrapping_add(to_int64(v))),
         ))
     }),
     def!("sub", 2, false, |a| {
-        Ok(Value::Int(to_int64(&a[0]).wrapping_sub(to_int64(&a[1]))))
+        Ok(Value::Int64(to_int64(&a[0]).wrapping_sub(to_int64(&a[1]))))
     }),
     def!("div", 2, false, |a| {
         let (x, y) = (to_int64(&a[0]), to_int64(&a[1]));
         if y == 0 {
             return fe("runtime error: integer divide by zero");
         }
-        Ok(Value::Int(x.wrapping_div(y)))
+        Ok(Value::Int64(x.wrapping_div(y)))
     }),
     def!("mod", 2, false, |a| {
         let (x, y) = (to_int64(&a[0]), to_int64(&a[1]));
         if y == 0 {
             return fe("runtime error: integer divide by zero");
         }
-        Ok(Value::Int(x.wrapping_rem(y)))
+        Ok(Value::Int64(x.wrapping_rem(y)))
     }),
     def!("mul", 1, true, |a| {
-        Ok(Value::Int(a[1..].iter().fold(to_int64(&a[0]), |acc, v| {
-            acc.wrapping_mul(to_int64(v))
-        })))
+        Ok(Value::Int64(
+            a[1..]
+                .iter()
+                .fold(to_int64(&a[0]), |acc, v| acc.wrapping_mul(to_int64(v))),
+        ))
     }),
     def!("randInt", 2, false, |a| {
         let (lo, hi) = (i_arg(&a[0])?, i_arg(&a[1])?);
@@ -1750,12 +1756,12 @@ static TABLE: &[(&str, Func)] = &[
         Ok(Value::Int((rand_u64() % n as u64) as i64 + lo))
     }),
     def!("biggest", 1, true, |a| {
-        Ok(Value::Int(a.iter().map(to_int64).max().unwrap_or(0)))
+        Ok(Value::Int64(a.iter().map(to_int64).max().unwrap_or(0)))
     }),
-    def!("max", 1, true, |a| Ok(Value::Int(
+    def!("max", 1, true, |a| Ok(Value::Int64(
         a.iter().map(to_int64).max().unwrap_or(0)
     ))),
-    def!("min", 1, true, |a| Ok(Value::Int(
+    def!("min", 1, true, |a| Ok(Value::Int64(
         a.iter().map(to_int64).min().unwrap_or(0)
     ))),
     def!("maxf", 1, true, |a| {

@@ -22,7 +22,7 @@ fn enc(out: &mut String, v: &Value, html: bool, ind: &str, depth: usize) -> Resu
     match v {
         Value::Nil => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Int(i) | Value::Int64(i) => out.push_str(&i.to_string()),
         Value::Float(f) => out.push_str(&float_json(*f)?),
         Value::String(s) => enc_string(out, s, html),
         Value::List(l) => {

@@ -28,6 +28,11 @@ use std::collections::BTreeMap;
 
 pub use value::Value;
 
+/// Go's `time.Duration.String()` of a number of nanoseconds (`2.818583s`, `1m5s`).
+pub fn go_duration(nanos: i64) -> String {
+    funcs::duration_string(nanos)
+}
+
 /// The name Go errors give the template (`template: resourceset:LINE:COL: ...`).
 pub const NAME: &str = "resourceset";
 pub const DELIMITERS: (&str, &str) = ("<<", ">>");

@@ -9,8 +9,13 @@ pub enum Value {
     /// `<nil>` through fmt (print/printf/toString).
     Nil,
     Bool(bool),
-    /// Every Go integer kind (inputs decode integral JSON numbers to int64).
+    /// Go `int`: template number constants and what text/template and sprig type `int`
+    /// (`len`, range indexes, `int`, `atoi`, `until`, `randInt`, ...).
     Int(i64),
+    /// Go `int64`: integral JSON numbers of the inputs, and sprig's arithmetic (`add`,
+    /// `max`, `int64`, `toDecimal`, ...). Compares with `Int` (same kind for `eq`/`lt`) but
+    /// is another type for `reflect.DeepEqual`, typed parameters and type names.
+    Int64(i64),
     Float(f64),
     String(String),
     List(Rc<Vec<Value>>),
@@ -39,7 +44,7 @@ impl Value {
         match self {
             Value::Nil => false,
             Value::Bool(b) => *b,
-            Value::Int(i) => *i != 0,
+            Value::Int(i) | Value::Int64(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
             Value::String(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
@@ -51,7 +56,8 @@ impl Value {
         match self {
             Value::Nil => "invalid",
             Value::Bool(_) => "bool",
-            Value::Int(_) => "int64",
+            Value::Int(_) => "int",
+            Value::Int64(_) => "int64",
             Value::Float(_) => "float64",
             Value::String(_) => "string",
             Value::List(_) => "slice",
@@ -63,19 +69,29 @@ impl Value {
         match self {
             Value::Nil => "<nil>",
             Value::Bool(_) => "bool",
-            Value::Int(_) => "int64",
+            Value::Int(_) => "int",
+            Value::Int64(_) => "int64",
             Value::Float(_) => "float64",
             Value::String(_) => "string",
             Value::List(_) => "[]interface {}",
             Value::Map(_) => "map[string]interface {}",
         }
     }
+    /// The value of either integer type.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) | Value::Int64(i) => Some(*i),
+            _ => None,
+        }
+    }
+    /// Decodes integral numbers as int64 (as the inputs reach Go templates), others as
+    /// float64.
     pub fn from_json(v: &serde_json::Value) -> Value {
         match v {
             serde_json::Value::Null => Value::Nil,
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
+                Some(i) => Value::Int64(i),
                 None => Value::Float(n.as_f64().unwrap_or(0.0)),
             },
             serde_json::Value::String(s) => Value::String(s.clone()),
@@ -92,7 +108,7 @@ impl Value {
         Some(match self {
             Value::Nil => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Int(i) | Value::Int64(i) => serde_json::Value::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number)?,
             Value::String(s) => serde_json::Value::String(s.clone()),
             Value::List(l) => {
