@@ -14,6 +14,8 @@
 #   hack/bench.sh incumbent  fluxop next to the Flux Operator's operator (built from the Go
 #                            module proxy), each a process against a fresh kwok cluster:
 #                            install, API requests per forced reconcile, drift revert, memory
+#   hack/bench.sh resourcesets  a ResourceSet of 100 inputs x 5 resources applied by fluxop and
+#                            by the Flux Operator, each on a fresh kwok cluster: time, memory
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -32,7 +34,7 @@ if [ "$which" = all ] || [ "$which" = bundle ]; then
   log "bundle fetch against the registry at $FLUXOP_E2E_REGISTRY"
   cargo bench -p fluxop-e2e --bench bundle_fetch
 fi
-if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ] || [ "$which" = toolkit ] || [ "$which" = incumbent ]; then
+if [ "$which" = all ] || [ "$which" = lifecycle ] || [ "$which" = report ] || [ "$which" = fleet ] || [ "$which" = pods ] || [ "$which" = gitops ] || [ "$which" = toolkit ] || [ "$which" = incumbent ] || [ "$which" = resourcesets ]; then
   export FLUXOP_E2E_KUBECTL
   FLUXOP_E2E_KUBECTL="$("$REPO_ROOT/hack/testbed-build.sh" | tail -n 1)/kubectl"
   cargo build --release -p fluxop --bin fluxop
@@ -79,6 +81,12 @@ if [ "$which" = all ] || [ "$which" = toolkit ]; then
     v2.9.4:source-controller,kustomize-controller,notification-controller,image-reflector-controller,image-automation-controller | tail -n 1)"
   log "the toolkit's loops on a real node (release build of fluxop)"
   cargo bench -p fluxop-e2e --bench toolkit
+fi
+if [ "$which" = all ] || [ "$which" = resourcesets ]; then
+  export FLUXOP_E2E_INCUMBENT
+  FLUXOP_E2E_INCUMBENT="$(hack/testbed-build.sh flux-operator-controller | tail -n 1)/flux-operator-controller"
+  log "a ResourceSet of 100 inputs x 5 resources, fluxop next to the Flux Operator (release build of fluxop)"
+  cargo bench -p fluxop-e2e --bench resourcesets
 fi
 if [ "$which" = all ] || [ "$which" = incumbent ]; then
   export FLUXOP_E2E_REGISTRY FLUXOP_E2E_INCUMBENT

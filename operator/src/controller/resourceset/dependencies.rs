@@ -115,3 +115,65 @@ pub async fn check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rset(depends_on: serde_json::Value) -> ResourceSet {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet",
+            "metadata": { "name": "a", "namespace": "team" },
+            "spec": { "resources": [], "dependsOn": depends_on }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_default_rule_for_resourcesets_wants_ready_at_the_current_generation() {
+        let dependency = rset(serde_json::json!([
+            { "apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet", "name": "b", "ready": true }
+        ]));
+        let programs = programs(&dependency).unwrap();
+        let program = programs[0].as_ref().expect("the default expression");
+        let object = |observed: i64| {
+            serde_json::json!({ "metadata": { "generation": 2 }, "status": { "conditions": [
+                { "type": "Ready", "status": "True", "observedGeneration": observed } ] } })
+        };
+        assert!(program.eval_bool(&object(2)).unwrap());
+        assert!(!program.eval_bool(&object(1)).unwrap());
+    }
+
+    #[test]
+    fn other_kinds_use_kstatus_and_bad_expressions_are_refused_up_front() {
+        let kstatus = rset(serde_json::json!([
+            { "apiVersion": "apps/v1", "kind": "Deployment", "name": "db", "ready": true },
+            { "apiVersion": "v1", "kind": "ConfigMap", "name": "exists-only" }
+        ]));
+        assert!(programs(&kstatus).unwrap().iter().all(Option::is_none));
+        let bad = rset(serde_json::json!([
+            { "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "ready": true, "readyExpr": "data.x ==" }
+        ]));
+        let error = programs(&bad).unwrap_err();
+        assert!(
+            error.contains("ConfigMap/c") && error.contains("invalid readyExpr"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn expressions_see_no_last_applied_annotation_nor_another_namespaces_secret_data() {
+        let live = serde_json::json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{}" } },
+            "data": { "k": "dg==" } });
+        let seen = for_expression(live.clone(), true);
+        assert!(seen.get("data").is_none());
+        assert!(
+            seen["metadata"]["annotations"]
+                .as_object()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(for_expression(live, false).get("data").is_some());
+    }
+}
