@@ -43,7 +43,9 @@ fn incumbent_dir(name: &str) -> PathBuf {
 }
 
 fn manifest(marker: &str) -> String {
-    let inputs: String = (0..INPUTS).map(|i| format!("    - tenant: tenant-{i:03}\n")).collect();
+    let inputs: String = (0..INPUTS)
+        .map(|i| format!("    - tenant: tenant-{i:03}\n"))
+        .collect();
     format!(
         r#"apiVersion: fluxcd.controlplane.io/v1
 kind: ResourceSet
@@ -106,18 +108,32 @@ spec:
 
 /// Waits until the ResourceSet is Ready at generation `generation`.
 async fn ready_at(cluster: &OwnCluster, generation: i64) {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("fluxcd.controlplane.io", "v1", "ResourceSet"));
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client().await, "default", &resource);
-    eventually(Duration::from_secs(600), "the ResourceSet to be Ready", || {
-        let api = api.clone();
-        async move {
-            let rset = api.get("tenants").await.ok()?;
-            let ready = rset.data["status"]["conditions"].as_array()?.iter().any(|c| {
-                c["type"] == "Ready" && c["status"] == "True" && c["observedGeneration"] == generation
-            });
-            (ready && rset.metadata.generation == Some(generation)).then_some(())
-        }
-    })
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "fluxcd.controlplane.io",
+        "v1",
+        "ResourceSet",
+    ));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client().await, "default", &resource);
+    eventually(
+        Duration::from_secs(600),
+        "the ResourceSet to be Ready",
+        || {
+            let api = api.clone();
+            async move {
+                let rset = api.get("tenants").await.ok()?;
+                let ready = rset.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "True"
+                            && c["observedGeneration"] == generation
+                    });
+                (ready && rset.metadata.generation == Some(generation)).then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -144,23 +160,50 @@ async fn measure(side: Side) -> Figures {
     let mut fluxop = None;
     match side {
         Side::Fluxop => {
-            fluxop = Some(run_fluxop(&cluster.kubeconfig, name, name, "flux-system", &["--leader-elect", "false"], &[]).await);
+            fluxop = Some(
+                run_fluxop(
+                    &cluster.kubeconfig,
+                    name,
+                    name,
+                    "flux-system",
+                    &["--leader-elect", "false"],
+                    &[],
+                )
+                .await,
+            );
         }
         Side::Incumbent => {
             // Its own CRDs in place of fluxop's.
             let ours = cluster.kubectl_ok(&["get", "crd", "-o", "name"]);
-            for crd in ours.lines().filter(|c| c.ends_with(".fluxcd.controlplane.io")) {
+            for crd in ours
+                .lines()
+                .filter(|c| c.ends_with(".fluxcd.controlplane.io"))
+            {
                 cluster.kubectl_ok(&["delete", crd, "--wait=true"]);
             }
             let crds = incumbent_dir("crds");
-            cluster.kubectl_ok(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8 path")]);
-            cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "resourcesets.fluxcd.controlplane.io"]);
+            cluster.kubectl_ok(&[
+                "apply",
+                "--server-side",
+                "-f",
+                crds.to_str().expect("utf-8 path"),
+            ]);
+            cluster.kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "resourcesets.fluxcd.controlplane.io",
+            ]);
             let health = free_port();
             let child = Command::new(incumbent_bin())
                 .args(["--enable-leader-election=false", "--web-server-port=0"])
                 .arg(format!("--health-addr=127.0.0.1:{health}"))
                 .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-                .arg(format!("--storage-path={}", incumbent_dir("data").display()))
+                .arg(format!(
+                    "--storage-path={}",
+                    incumbent_dir("data").display()
+                ))
                 .env("RUNTIME_NAMESPACE", "flux-system")
                 .env("KUBECONFIG", &cluster.kubeconfig)
                 .env_remove("KUBERNETES_SERVICE_HOST")
@@ -192,7 +235,12 @@ async fn measure(side: Side) -> Figures {
     }
     drop(fluxop);
     drop(cluster);
-    Figures { install, update, peak_kib, current_kib }
+    Figures {
+        install,
+        update,
+        peak_kib,
+        current_kib,
+    }
 }
 
 fn main() {
@@ -200,14 +248,50 @@ fn main() {
     runtime.block_on(async {
         let ours = measure(Side::Fluxop).await;
         let theirs = measure(Side::Incumbent).await;
-        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}×", a / b) } else { "-".into() };
-        println!("ResourceSet of {INPUTS} inputs × 5 resources ({} objects), kwok cluster, one run", INPUTS * 5);
-        println!("{:<34} {:>12} {:>12} {:>10}", "", "fluxop", "incumbent", "ratio");
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}×", a / b)
+            } else {
+                "-".into()
+            }
+        };
+        println!(
+            "ResourceSet of {INPUTS} inputs × 5 resources ({} objects), kwok cluster, one run",
+            INPUTS * 5
+        );
+        println!(
+            "{:<34} {:>12} {:>12} {:>10}",
+            "", "fluxop", "incumbent", "ratio"
+        );
         let secs = |d: Duration| d.as_secs_f64();
-        println!("{:<34} {:>11.2}s {:>11.2}s {:>10}", "apply → Ready", secs(ours.install), secs(theirs.install), ratio(secs(ours.install), secs(theirs.install)));
-        println!("{:<34} {:>11.2}s {:>11.2}s {:>10}", "every object changed → Ready", secs(ours.update), secs(theirs.update), ratio(secs(ours.update), secs(theirs.update)));
+        println!(
+            "{:<34} {:>11.2}s {:>11.2}s {:>10}",
+            "apply → Ready",
+            secs(ours.install),
+            secs(theirs.install),
+            ratio(secs(ours.install), secs(theirs.install))
+        );
+        println!(
+            "{:<34} {:>11.2}s {:>11.2}s {:>10}",
+            "every object changed → Ready",
+            secs(ours.update),
+            secs(theirs.update),
+            ratio(secs(ours.update), secs(theirs.update))
+        );
         let mib = |k: u64| k as f64 / 1024.0;
-        println!("{:<34} {:>9.1}MiB {:>9.1}MiB {:>10}", "peak RSS", mib(ours.peak_kib), mib(theirs.peak_kib), ratio(mib(ours.peak_kib), mib(theirs.peak_kib)));
-        println!("{:<34} {:>9.1}MiB {:>9.1}MiB {:>10}", "RSS after", mib(ours.current_kib), mib(theirs.current_kib), ratio(mib(ours.current_kib), mib(theirs.current_kib)));
+        println!(
+            "{:<34} {:>9.1}MiB {:>9.1}MiB {:>10}",
+            "peak RSS",
+            mib(ours.peak_kib),
+            mib(theirs.peak_kib),
+            ratio(mib(ours.peak_kib), mib(theirs.peak_kib))
+        );
+        println!(
+            "{:<34} {:>9.1}MiB {:>9.1}MiB {:>10}",
+            "RSS after",
+            mib(ours.current_kib),
+            mib(theirs.current_kib),
+            ratio(mib(ours.current_kib), mib(theirs.current_kib))
+        );
     });
 }
