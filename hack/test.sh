@@ -93,6 +93,9 @@ go_lane_kwok_ready() {
   done
 }
 
+# Unit and conformance tests read the incumbent's CRDs and corpora from its Go module.
+hack/testbed-build.sh incumbent-module >/dev/null
+
 if [ -z "$E2E_ONLY" ]; then
   step "format and lint"
   cargo fmt --all -- --check

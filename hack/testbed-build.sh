@@ -12,6 +12,9 @@
 #   helm (only with `hack/testbed-build.sh helm`: the Helm CLI, to test fluxop's chart)
 #   flux-operator (only with `hack/testbed-build.sh flux-operator`: the incumbent's CLI, for
 #     the conformance test of `build instance`)
+#   incumbent-module (only with `hack/testbed-build.sh incumbent-module`: the incumbent's Go
+#     module in the Go module cache, whose docs, CRDs and test corpora the tests read; prints
+#     its directory)
 #   flux (only with `hack/testbed-build.sh flux`: the flux CLI, a client of the clusters fluxop
 #     installs; needs the release vendored first, hack/vendor-flux.sh)
 #   flux-operator-controller (only with `hack/testbed-build.sh flux-operator-controller`: the
@@ -247,7 +250,16 @@ build_flux_cli() {
   echo "$fbin"
 }
 
+# The incumbent's module source (nothing is built): its CRDs and ResourceSet corpora are
+# test data, read where the Go module cache keeps them.
+incumbent_module() {
+  local mod=github.com/controlplaneio-fluxcd/flux-operator
+  go mod download "$mod@$FLUX_OPERATOR_VERSION" >&2
+  echo "$(go env GOMODCACHE)/$mod@$FLUX_OPERATOR_VERSION"
+}
+
 case "${1:-}" in
+  incumbent-module) incumbent_module; exit 0 ;;
   flux) build_flux_cli; exit 0 ;;
   cosign) build_cosign; exit 0 ;;
   helm) build_helm; exit 0 ;;

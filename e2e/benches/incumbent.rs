@@ -20,7 +20,7 @@ use std::{
     fmt::Write as _,
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -61,25 +61,6 @@ impl Side {
             Side::Incumbent => "flux-operator",
         }
     }
-}
-
-/// The incumbent's operator binary (`FLUXOP_E2E_INCUMBENT`); its distribution data and CRDs
-/// sit next to its bin directory (`../data`, `../crds`).
-fn incumbent_bin() -> PathBuf {
-    PathBuf::from(std::env::var("FLUXOP_E2E_INCUMBENT").unwrap_or_else(|_| {
-        panic!(
-            "FLUXOP_E2E_INCUMBENT is not set: run hack/bench.sh incumbent, or export \
-             FLUXOP_E2E_INCUMBENT=$(hack/testbed-build.sh flux-operator-controller | tail -n 1)/flux-operator-controller"
-        )
-    }))
-}
-
-fn incumbent_dir(name: &str) -> PathBuf {
-    incumbent_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("the incumbent's bin directory has a parent")
-        .join(name)
 }
 
 /// Stands in for notification-controller's event receiver, which the incumbent POSTs each
@@ -413,14 +394,14 @@ fn start_operator(side: Side, cluster: &OwnCluster, events: SocketAddr) -> Proce
         Side::Incumbent => {
             // An empty Docker config: no credentials of this machine reach the registry.
             std::fs::create_dir_all(&docker).expect("docker config dir");
-            let mut command = Command::new(incumbent_bin());
+            let mut command = Command::new(fluxop_e2e::incumbent_operator_bin());
             command
                 .args(["--enable-leader-election=false", "--web-server-port=0"])
                 .arg(format!("--health-addr={health}"))
                 .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
                 .arg(format!(
                     "--storage-path={}",
-                    incumbent_dir("data").display()
+                    fluxop_e2e::incumbent_operator_dir("data").display()
                 ))
                 .env("RUNTIME_NAMESPACE", "flux-system")
                 .env(
@@ -447,7 +428,7 @@ fn install_incumbent_crds(cluster: &OwnCluster) {
     {
         cluster.kubectl_ok(&["delete", crd, "--wait=true"]);
     }
-    let dir = incumbent_dir("crds");
+    let dir = fluxop_e2e::incumbent_operator_dir("crds");
     cluster.kubectl_ok(&[
         "apply",
         "--server-side",

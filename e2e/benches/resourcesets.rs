@@ -8,7 +8,6 @@
 //! RSS. Run with `hack/bench.sh resourcesets`; prints figures, asserts nothing.
 
 use std::{
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -24,23 +23,6 @@ use kube::{
 };
 
 const INPUTS: usize = 100;
-
-fn incumbent_bin() -> PathBuf {
-    PathBuf::from(std::env::var("FLUXOP_E2E_INCUMBENT").unwrap_or_else(|_| {
-        panic!(
-            "FLUXOP_E2E_INCUMBENT is not set: run hack/bench.sh resourcesets, or export \
-             FLUXOP_E2E_INCUMBENT=$(hack/testbed-build.sh flux-operator-controller | tail -n 1)/flux-operator-controller"
-        )
-    }))
-}
-
-fn incumbent_dir(name: &str) -> PathBuf {
-    incumbent_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("the incumbent's bin directory has a parent")
-        .join(name)
-}
 
 fn manifest(marker: &str) -> String {
     let inputs: String = (0..INPUTS)
@@ -181,7 +163,7 @@ async fn measure(side: Side) -> Figures {
             {
                 cluster.kubectl_ok(&["delete", crd, "--wait=true"]);
             }
-            let crds = incumbent_dir("crds");
+            let crds = fluxop_e2e::incumbent_operator_dir("crds");
             cluster.kubectl_ok(&[
                 "apply",
                 "--server-side",
@@ -196,13 +178,13 @@ async fn measure(side: Side) -> Figures {
                 "resourcesets.fluxcd.controlplane.io",
             ]);
             let health = free_port();
-            let child = Command::new(incumbent_bin())
+            let child = Command::new(fluxop_e2e::incumbent_operator_bin())
                 .args(["--enable-leader-election=false", "--web-server-port=0"])
                 .arg(format!("--health-addr=127.0.0.1:{health}"))
                 .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
                 .arg(format!(
                     "--storage-path={}",
-                    incumbent_dir("data").display()
+                    fluxop_e2e::incumbent_operator_dir("data").display()
                 ))
                 .env("RUNTIME_NAMESPACE", "flux-system")
                 .env("KUBECONFIG", &cluster.kubeconfig)

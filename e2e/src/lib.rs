@@ -292,3 +292,23 @@ pub fn bench_summary(name: &str, mut samples: Vec<std::time::Duration>) {
         s(samples[samples.len() - 1])
     );
 }
+
+/// The incumbent's operator binary (`FLUXOP_E2E_INCUMBENT`, for the benches that run it);
+/// its distribution data and CRDs sit next to its bin directory (`../data`, `../crds`).
+pub fn incumbent_operator_bin() -> PathBuf {
+    PathBuf::from(std::env::var("FLUXOP_E2E_INCUMBENT").unwrap_or_else(|_| {
+        panic!(
+            "FLUXOP_E2E_INCUMBENT is not set: run hack/bench.sh incumbent, or export \
+             FLUXOP_E2E_INCUMBENT=$(hack/testbed-build.sh flux-operator-controller | tail -n 1)/flux-operator-controller"
+        )
+    }))
+}
+
+/// `name` (`data`, `crds`) next to the incumbent operator's bin directory.
+pub fn incumbent_operator_dir(name: &str) -> PathBuf {
+    incumbent_operator_bin()
+        .parent()
+        .and_then(Path::parent)
+        .expect("the incumbent's bin directory has a parent")
+        .join(name)
+}

@@ -446,14 +446,7 @@ impl Metrics {
             revision: status.last_applied_revision.clone().unwrap_or_default(),
         };
         let key = format!("{}/{}", labels.exported_namespace, labels.name);
-        let mut series = self
-            .resourceset_series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = series.insert(key, labels.clone()) {
-            self.resourcesets.remove(&old);
-        }
-        self.resourcesets.get_or_create(&labels).set(1);
+        replace_series(&self.resourcesets, &self.resourceset_series, key, labels);
     }
 
     /// Drops a deleted ResourceSet's series.
@@ -494,14 +487,12 @@ impl Metrics {
             url: provider.spec.url.clone().unwrap_or_default(),
         };
         let key = format!("{}/{}", labels.exported_namespace, labels.name);
-        let mut series = self
-            .input_provider_series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = series.insert(key, labels.clone()) {
-            self.input_providers.remove(&old);
-        }
-        self.input_providers.get_or_create(&labels).set(1);
+        replace_series(
+            &self.input_providers,
+            &self.input_provider_series,
+            key,
+            labels,
+        );
     }
 
     /// Counts one event forwarded to notification-controller with `result`.
@@ -522,6 +513,25 @@ impl Metrics {
     }
 }
 
+/// Makes `labels` the one series of `key` (`namespace/name`) in `family`: the object's
+/// previous series, if its labels differ, is removed.
+fn replace_series<L>(
+    family: &Family<L, Gauge>,
+    current: &std::sync::Mutex<std::collections::HashMap<String, L>>,
+    key: String,
+    labels: L,
+) where
+    L: Clone + std::hash::Hash + Eq + prometheus_client::encoding::EncodeLabelSet + std::fmt::Debug,
+{
+    let mut series = current.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(old) = series.insert(key, labels.clone())
+        && old != labels
+    {
+        family.remove(&old);
+    }
+    family.get_or_create(&labels).set(1);
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -531,6 +541,45 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resourceset_has_one_series_that_follows_its_status() {
+        let metrics = Metrics::new();
+        let rset: crate::api::resourceset::ResourceSet =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet",
+                "metadata": { "name": "apps", "namespace": "team", "uid": "u1" }, "spec": {}
+            }))
+            .unwrap();
+        let status = |ready: &str| -> crate::api::resourceset::ResourceSetStatus {
+            serde_json::from_value(
+                serde_json::json!({ "conditions": [{ "type": "Ready", "status": ready,
+                "reason": "R", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z" }] }),
+            )
+            .unwrap()
+        };
+        metrics.set_resourceset(&rset, &status("False"));
+        metrics.set_resourceset(&rset, &status("True"));
+        let text = metrics.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("flux_resourceset_info{"))
+            .collect();
+        assert_eq!(series.len(), 1, "{text}");
+        assert!(
+            series[0].contains("ready=\"True\"")
+                && series[0].contains("exported_namespace=\"team\""),
+            "{}",
+            series[0]
+        );
+        metrics.remove_resourceset("team", "apps");
+        assert!(
+            !metrics
+                .encode()
+                .lines()
+                .any(|l| l.starts_with("flux_resourceset_info{"))
+        );
+    }
 
     #[test]
     fn metrics_are_encoded_in_openmetrics_text() {

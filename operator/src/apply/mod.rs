@@ -206,6 +206,20 @@ pub enum HealthOutcome {
     Canceled(String),
 }
 
+/// Objects that are not healthy, one `Kind/ns/name failed: why` or `Kind/ns/name: why` each,
+/// for conditions and Events.
+pub fn describe_unhealthy(objects: &[(ObjectId, Health)]) -> String {
+    objects
+        .iter()
+        .map(|(id, health)| match health {
+            Health::Failed(m) => format!("{id} failed: {m}"),
+            Health::InProgress(m) => format!("{id}: {m}"),
+            Health::Current => format!("{id}: ok"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The health of an object as read (`None`: not found, so still in progress).
 fn health_of(live: Option<&Value>) -> Health {
     live.map_or_else(|| Health::InProgress("not found".into()), health::evaluate)

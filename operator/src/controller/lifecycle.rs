@@ -15,7 +15,7 @@ use crate::{
         constants::{annotation, label},
     },
     apply::{
-        self, Applier, ChangeSet, Deletion, Health, HealthOutcome, ObjectId, Options,
+        self, Applier, ChangeSet, Deletion, HealthOutcome, ObjectId, Options,
         migrate::{self, Migration},
         object,
         paging::Pager,
@@ -295,15 +295,7 @@ pub async fn converge(
             }
             HealthOutcome::Unhealthy(objects) => {
                 report.elapsed = started.elapsed();
-                let why = objects
-                    .iter()
-                    .map(|(id, health)| match health {
-                        Health::Failed(m) => format!("{id} failed: {m}"),
-                        Health::InProgress(m) => format!("{id}: {m}"),
-                        Health::Current => format!("{id}: ok"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let why = apply::describe_unhealthy(&objects);
                 return Ok(Converged::Unhealthy { report, why });
             }
         }

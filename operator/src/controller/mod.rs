@@ -241,6 +241,27 @@ where
         .await
 }
 
+/// One key of a Secret (`what` says what it is for, in messages): a Secret or key that is
+/// missing is an error naming it.
+pub(crate) async fn secret_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading Secret {namespace}/{name} ({what}): {e}"))?
+        .ok_or_else(|| format!("Secret {namespace}/{name} ({what}) does not exist"))?;
+    secret
+        .data
+        .and_then(|mut data| data.remove(key))
+        .map(|bytes| bytes.0)
+        .ok_or_else(|| format!("Secret {namespace}/{name} ({what}) has no key {key:?}"))
+}
+
 /// An Event note as the API server takes it: at most 1 KiB.
 pub(crate) fn truncate_note(note: &str) -> String {
     const LIMIT: usize = 1000;

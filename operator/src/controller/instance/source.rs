@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use semver::Version;
 
 use super::{Context, status::Failure};
@@ -61,31 +60,9 @@ pub(in crate::controller) async fn secret_data(
     key: &str,
     what: &str,
 ) -> Result<Vec<u8>, Failure> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
+    crate::controller::secret_key(client, namespace, name, key, what)
         .await
-        .map_err(|e| {
-            Failure::retry(
-                reason::ARTIFACT_FAILED,
-                format!("reading Secret {namespace}/{name} ({what}): {e}"),
-            )
-        })?;
-    let secret = secret.ok_or_else(|| {
-        Failure::retry(
-            reason::ARTIFACT_FAILED,
-            format!("Secret {namespace}/{name} ({what}) does not exist"),
-        )
-    })?;
-    secret
-        .data
-        .and_then(|mut data| data.remove(key))
-        .map(|bytes| bytes.0)
-        .ok_or_else(|| {
-            Failure::retry(
-                reason::ARTIFACT_FAILED,
-                format!("Secret {namespace}/{name} ({what}) has no key {key:?}"),
-            )
-        })
+        .map_err(|message| Failure::retry(reason::ARTIFACT_FAILED, message))
 }
 
 /// The bundle a reconcile works from.

@@ -36,7 +36,7 @@ use crate::{
     api::{
         ResourceInventory,
         constants::{FIELD_MANAGER, FINALIZER, annotation, reason},
-        resourceset::{ResourceSet, ResourceSetInputProvider, ResourceSetStatus},
+        resourceset::{ResourceSet, ResourceSetInputProvider},
     },
     apply::{self, Applier, HealthOutcome, ObjectId, object},
     resourceset::{self as rs, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, build::StepObjects},
@@ -224,7 +224,6 @@ pub async fn run(ctx: Context) {
     let metrics = ctx.metrics.clone();
     let provider_ctx = Arc::new(provider::Context {
         client: ctx.client.clone(),
-        config: ctx.config.clone(),
         metrics: ctx.metrics.clone(),
         reporter: ctx.reporter.clone(),
     });
@@ -373,6 +372,7 @@ async fn provider_sources(
     let namespace = rset.namespace().unwrap_or_default();
     let api = Api::<ResourceSetInputProvider>::namespaced(ctx.client.clone(), &namespace);
     let mut found: BTreeMap<String, ResourceSetInputProvider> = BTreeMap::new();
+    let mut listed: Option<Vec<ResourceSetInputProvider>> = None;
     for reference in rset.spec.inputs_from.iter().flatten() {
         match (&reference.name, &reference.selector) {
             (Some(name), _) => {
@@ -388,12 +388,20 @@ async fn provider_sources(
                 found.insert(name.clone(), provider);
             }
             (None, Some(selector)) => {
-                let listed = api.list(&ListParams::default()).await.map_err(|e| {
-                    format!("listing ResourceSetInputProviders in {namespace}: {e}")
-                })?;
-                for provider in listed {
+                // One list serves every selector.
+                if listed.is_none() {
+                    listed = Some(
+                        api.list(&ListParams::default())
+                            .await
+                            .map_err(|e| {
+                                format!("listing ResourceSetInputProviders in {namespace}: {e}")
+                            })?
+                            .items,
+                    );
+                }
+                for provider in listed.iter().flatten() {
                     if rs::selector_matches(selector, provider.labels())? {
-                        found.insert(provider.name_any(), provider);
+                        found.insert(provider.name_any(), provider.clone());
                     }
                 }
             }
@@ -430,11 +438,7 @@ async fn provider_sources(
 /// A health wait that ends the step: the message names the step and what is not ready.
 fn unhealthy_message(step: &str, outcome: &HealthOutcome) -> String {
     let what = match outcome {
-        HealthOutcome::Unhealthy(objects) => objects
-            .iter()
-            .map(|(id, health)| format!("{id}: {health:?}"))
-            .collect::<Vec<_>>()
-            .join("; "),
+        HealthOutcome::Unhealthy(objects) => apply::describe_unhealthy(objects),
         HealthOutcome::Canceled(why) => why.clone(),
         HealthOutcome::Healthy => String::new(),
     };
@@ -527,7 +531,13 @@ async fn converge(
 ) -> Outcome {
     let all: Vec<&Value> = steps.iter().flat_map(|s| &s.objects).collect();
     let revision = revision(&all);
-    let new_inventory = object::inventory(&all.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
+    let mut entries: Vec<_> = steps
+        .iter()
+        .flat_map(|s| object::inventory(&s.objects).entries)
+        .collect();
+    entries.sort();
+    entries.dedup();
+    let new_inventory = ResourceInventory { entries };
     let previous = rset.status.as_ref().and_then(|s| s.inventory.clone());
     let union = |previous: &Option<ResourceInventory>| -> ResourceInventory {
         let mut entries = previous
@@ -675,9 +685,4 @@ async fn uninstall(rset: &ResourceSet, ctx: &Context) {
             tracing::warn!(resourceset = %rset.name_any(), %error, "uninstall failed; the finalizer is removed anyway")
         }
     }
-}
-
-/// The status a stored ResourceSet has, or an empty one.
-pub fn status_of(rset: &ResourceSet) -> ResourceSetStatus {
-    rset.status.clone().unwrap_or_default()
 }

@@ -5,9 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use futures::StreamExt;
-use k8s_openapi::{
-    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams},
@@ -47,7 +45,6 @@ pub const MAX_SERVICE_BODY: usize = 900 * 1024;
 
 pub struct Context {
     pub client: Client,
-    pub config: kube::Config,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
 }
@@ -197,16 +194,9 @@ async fn secret_key(
     name: &str,
     key: &str,
 ) -> Result<Vec<u8>, Failure> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
+    crate::controller::secret_key(client, namespace, name, key, "secretRef")
         .await
-        .map_err(|e| retry(format!("reading Secret {namespace}/{name}: {e}")))?
-        .ok_or_else(|| retry(format!("Secret {namespace}/{name} does not exist")))?;
-    secret
-        .data
-        .and_then(|mut d| d.remove(key))
-        .map(|b| b.0)
-        .ok_or_else(|| retry(format!("Secret {namespace}/{name} has no key {key}")))
+        .map_err(retry)
 }
 
 /// A GET of the service's URL answering `{"inputs": [{"id": "...", ...}, ...]}`.
